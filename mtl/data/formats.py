@@ -1,0 +1,109 @@
+"""MiniScapes file formats: RGB JPEG, semseg trainId PNG, depth as quantised-disparity PNG.
+
+Depth PNG (8-bit, mode L): v = trunc(1 + 254·(1/z − dmin)/(dmax − dmin)), dmin = 1/300, dmax = 1/4,
+decoded z = 1/((dmax − dmin)·(v − 1)/254 + dmin), v = 0 is invalid. Ground truth is written with the
+"invalidate" policy (out of range / NaN → 0), predictions with "clamp" (v clipped to [1, 255]; NaN is
+an error because a prediction must say something about every pixel). Arithmetic is float64.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from mtl.data.classes import IGNORE_INDEX, NUM_CLASSES, palette
+
+ZMIN = 4.0
+ZMAX = 300.0
+DMIN = 1.0 / ZMAX
+DMAX = 1.0 / ZMIN
+
+DepthPolicy = Literal["invalidate", "clamp"]
+
+
+class DataFormatError(ValueError):
+    """A file that does not follow the MiniScapes format; the message names the file."""
+
+
+def encode_depth(depth_m: np.ndarray, policy: DepthPolicy) -> np.ndarray:
+    """Metres (float, NaN = invalid) → uint8 disparity codes."""
+    z = np.asarray(depth_m, dtype=np.float64)
+    if policy == "clamp" and np.isnan(z).any():
+        raise ValueError("depth prediction contains NaN; every pixel needs a depth to encode")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = 1.0 + 254.0 * (1.0 / z - DMIN) / (DMAX - DMIN)
+    if policy == "clamp":
+        return np.trunc(np.clip(v, 1.0, 255.0)).astype(np.uint8)
+    if policy == "invalidate":
+        bad = ~np.isfinite(v) | (v < 1.0) | (v > 255.0)
+        return np.where(bad, 0.0, np.trunc(np.where(bad, 0.0, v))).astype(np.uint8)
+    raise ValueError(f"unknown depth policy {policy!r}; use 'invalidate' or 'clamp'")
+
+
+def decode_depth(codes: np.ndarray) -> np.ndarray:
+    """uint8 disparity codes → float32 metres, NaN where the code is 0 (invalid)."""
+    v = np.asarray(codes)
+    if v.dtype != np.uint8:
+        raise ValueError(f"depth codes must be uint8, got {v.dtype}")
+    z = 1.0 / ((DMAX - DMIN) * (v.astype(np.float64) - 1.0) / 254.0 + DMIN)
+    return np.where(v == 0, np.nan, z).astype(np.float32)
+
+
+def _open(path: Path) -> Image.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"{path}: missing file")
+    try:
+        image = Image.open(path)
+        image.load()
+    except Exception as exc:  # PIL raises many types for truncated/corrupt files
+        raise DataFormatError(f"{path}: cannot decode image ({exc})") from exc
+    return image
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """H×W×3 uint8. Grayscale or RGBA files are rejected: the dataset is RGB."""
+    image = _open(path)
+    if image.mode != "RGB":
+        raise DataFormatError(f"{path}: RGB image has mode {image.mode!r}, expected 'RGB'")
+    return np.asarray(image, dtype=np.uint8)
+
+
+def read_semseg(path: Path) -> np.ndarray:
+    """H×W uint8 trainIds (0..18, 255 ignore) from a mode P or L PNG."""
+    image = _open(path)
+    if image.mode not in ("P", "L"):
+        raise DataFormatError(f"{path}: semseg image has mode {image.mode!r}, expected 'P' or 'L'")
+    ids = np.asarray(image, dtype=np.uint8)
+    bad = (ids >= NUM_CLASSES) & (ids != IGNORE_INDEX)
+    if bad.any():
+        raise DataFormatError(
+            f"{path}: semseg holds values {sorted(np.unique(ids[bad]).tolist())[:5]} outside 0..18 and 255"
+        )
+    return ids
+
+
+def read_depth(path: Path) -> np.ndarray:
+    """H×W float32 metres, NaN where invalid."""
+    image = _open(path)
+    if image.mode != "L":
+        raise DataFormatError(f"{path}: depth image has mode {image.mode!r}, expected 'L'")
+    return decode_depth(np.asarray(image, dtype=np.uint8))
+
+
+def write_rgb(path: Path, rgb: np.ndarray, quality: int = 95) -> None:
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(path, quality=quality)
+
+
+def write_semseg(path: Path, ids: np.ndarray) -> None:
+    """Palette PNG (mode P) with the Cityscapes colours; values are the trainIds themselves."""
+    image = Image.fromarray(np.ascontiguousarray(ids, dtype=np.uint8))
+    image.putpalette(palette())  # turns the L image into mode P without touching the values
+    image.save(path)
+
+
+def write_depth(path: Path, depth_m: np.ndarray, policy: DepthPolicy) -> None:
+    Image.fromarray(encode_depth(depth_m, policy)).save(path)
