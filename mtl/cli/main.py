@@ -29,7 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    # Commands with layered configuration (a YAML preset under the flags) re-parse their own tokens.
+    args.command_argv = argv[argv.index(args.command) + 1 :] if args.command in argv else []
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -69,7 +69,7 @@ def read_rgb(path: Path) -> np.ndarray:
     image = _open(path)
     if image.mode != "RGB":
         raise DataFormatError(f"{path}: RGB image has mode {image.mode!r}, expected 'RGB'")
-    return np.asarray(image, dtype=np.uint8)
+    return np.array(image, dtype=np.uint8)
 
 
 def read_semseg(path: Path) -> np.ndarray:
@@ -77,7 +77,7 @@ def read_semseg(path: Path) -> np.ndarray:
     image = _open(path)
     if image.mode not in ("P", "L"):
         raise DataFormatError(f"{path}: semseg image has mode {image.mode!r}, expected 'P' or 'L'")
-    ids = np.asarray(image, dtype=np.uint8)
+    ids = np.array(image, dtype=np.uint8)
     bad = (ids >= NUM_CLASSES) & (ids != IGNORE_INDEX)
     if bad.any():
         raise DataFormatError(
@@ -91,7 +91,7 @@ def read_depth(path: Path) -> np.ndarray:
     image = _open(path)
     if image.mode != "L":
         raise DataFormatError(f"{path}: depth image has mode {image.mode!r}, expected 'L'")
-    return decode_depth(np.asarray(image, dtype=np.uint8))
+    return decode_depth(np.array(image, dtype=np.uint8))
 
 
 def write_rgb(path: Path, rgb: np.ndarray, quality: int = 95) -> None:

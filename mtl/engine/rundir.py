@@ -1,0 +1,96 @@
+"""The run directory's bookkeeping: source.zip with cmd.txt, config.yaml, and the rules for resuming.
+
+A run refuses to resume when the code or the experiment's hyper-parameters changed since it began
+(the course's rule, which keeps a run's numbers attributable to one piece of code), unless
+``--allow_changed_code``. ``--num_epochs`` may grow: the schedule then continues without a jump.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import zipfile
+from pathlib import Path
+
+import yaml
+
+from mtl.engine.config import code_root, experiment_items
+
+
+class ResumeRefused(RuntimeError):
+    pass
+
+
+def source_files() -> dict[str, bytes]:
+    """The project's source files, relative to the folder holding the `mtl` package."""
+    root = code_root()
+    files = {}
+    for path in sorted(root.rglob("*.py")):
+        if "__pycache__" not in path.parts:
+            files[str(Path("mtl") / path.relative_to(root))] = path.read_bytes()
+    return files
+
+
+def cmd_text(cfg: argparse.Namespace) -> str:
+    return "".join(f"{key}: {value}\n" for key, value in experiment_items(cfg).items())
+
+
+def write_source_zip(log_dir: Path, cfg: argparse.Namespace) -> None:
+    with zipfile.ZipFile(log_dir / "source.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in source_files().items():
+            zf.writestr(name, data)
+        zf.writestr("cmd.txt", cmd_text(cfg))
+
+
+def write_config(log_dir: Path, cfg: argparse.Namespace) -> None:
+    """Every flag value, so that `mtl train --resume RUN_DIR` and `mtl test` can rebuild the run."""
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items() if k not in ("resume", "config")}
+    (log_dir / "config.yaml").write_text(yaml.safe_dump(values, sort_keys=True))
+
+
+def _parse_cmd(text: str) -> dict[str, str]:
+    return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+
+
+def check_resume(log_dir: Path, cfg: argparse.Namespace) -> list[str]:
+    """Differences between the run's recorded code/command line and now; raises unless allowed."""
+    with zipfile.ZipFile(log_dir / "source.zip") as zf:
+        recorded = {name: zf.read(name) for name in zf.namelist()}
+    recorded_cmd = _parse_cmd(recorded.pop("cmd.txt", b"").decode())
+    current = source_files()
+    digest = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
+    changes = [
+        f"code: {name}"
+        for name in sorted(set(recorded) | set(current))
+        if digest(recorded.get(name, b"")) != digest(current.get(name, b""))
+    ]
+    now = experiment_items(cfg)
+    changes += [
+        f"--{key}: {recorded_cmd.get(key)} → {now.get(key)}"
+        for key in sorted(set(recorded_cmd) | set(now))
+        if recorded_cmd.get(key) != now.get(key)
+    ]
+    if changes and not cfg.allow_changed_code:
+        listing = "\n  ".join(changes[:20])
+        raise ResumeRefused(
+            f"refusing to resume {log_dir}: code or command line changed since the run began:\n  {listing}\n"
+            "pass --allow_changed_code to resume anyway"
+        )
+    return changes
+
+
+def resolve_resume(resume: str) -> tuple[Path, Path]:
+    """(run directory, checkpoint) from a run directory or a checkpoint path."""
+    path = Path(resume)
+    if path.is_dir():
+        ckpt = path / "checkpoints" / "last.ckpt"
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"--resume: {path} has no checkpoints/last.ckpt")
+        return path, ckpt
+    return path.parent.parent, path
+
+
+
+def recorded_config(log_dir: Path) -> dict:
+    path = log_dir / "config.yaml"
+    return yaml.safe_load(path.read_text()) if path.is_file() else {}
