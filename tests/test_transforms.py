@@ -139,6 +139,12 @@ def test_zoom_out_pads_with_ignore_and_invalid():
     assert (out["semseg"][~padded] != 255).any()
 
 
+def test_region_off_the_image_is_all_padding():
+    params = WarpParams(((100.0, 50.0), (116.0, 50.0), (116.0, 66.0), (100.0, 66.0)), flip=False)
+    out = PerspectiveCrop(16).apply(make_sample(), params)
+    assert (out["semseg"] == 255).all() and out["depth"].isnan().all() and (out["rgb"] == 0).all()
+
+
 def test_nearest_keeps_labels_and_depths_shapes_and_dtypes():
     sample = make_sample()
     out = PerspectiveCrop(32, 0.6, 2.0, 40.0, 0.45, True)(sample, gen(3))
@@ -202,7 +208,7 @@ def test_photometric_colour_jitter_keeps_grey_grey():
     coloured = make_sample()
     shifted = PhotometricJitter(hue=0.5)(coloured, gen(2))["rgb"]
     assert (shifted.int() - coloured["rgb"].int()).abs().max() > 20
-    with pytest.raises(ValueError, match="hue must lie in \\[0, 0.5\\]"):
+    with pytest.raises(ValueError, match="--aug_photometric: hue must lie in \\[0, 0.5\\]"):
         PhotometricJitter(hue=0.6)
 
 

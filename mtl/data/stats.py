@@ -27,22 +27,30 @@ def histogram_edges() -> np.ndarray:
     return np.geomspace(ZMIN, ZMAX, HISTOGRAM_BINS + 1)
 
 
-def compute_stats(root: str | Path, split: str = "train", progress: bool = True) -> dict[str, Any]:
-    """Statistics of a split with ground truth.
+def compute_stats(
+    root: str | Path, split: str = "train", max_images: int | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Statistics of a split with ground truth, over all its images or ``max_images`` evenly spaced ones
+    (a quick estimate for normalising depth at the start of training).
 
     Keys: ``depth_mean``, ``depth_std``, ``depth_min``, ``depth_max`` (metres, valid pixels only),
     ``class_frequency`` (19 fractions of the labelled, non-ignore pixels, summing to 1),
     ``class_pixels`` (19 counts), ``ignore_pixels``, ``depth_valid_pixels``, ``num_images``,
     ``histogram_edges`` and ``histogram_counts`` (valid depth over :func:`histogram_edges`).
     """
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be positive, got {max_images}")
     dataset = MiniScapes(root, split, modalities=("semseg", "depth"))
+    indices = range(len(dataset))
+    if max_images is not None and max_images < len(dataset):
+        indices = np.linspace(0, len(dataset) - 1, max_images).round().astype(int).tolist()  # spacing ≥ 1: distinct
     edges = histogram_edges()
     depth_sum = depth_sq_sum = 0.0
     depth_min, depth_max = np.inf, -np.inf
     valid_pixels = 0
     class_pixels = np.zeros(256, dtype=np.int64)
     hist = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
-    for i in tqdm(range(len(dataset)), desc=f"stats {split}", unit="img", file=sys.stderr, delay=2.0, disable=not progress):
+    for i in tqdm(indices, desc=f"stats {split}", unit="img", file=sys.stderr, delay=2.0, disable=not progress):
         sample = dataset.read(i)
         class_pixels += np.bincount(sample["semseg"].ravel(), minlength=256)
         depth = sample["depth"][np.isfinite(sample["depth"])].astype(np.float64)
@@ -61,7 +69,7 @@ def compute_stats(root: str | Path, split: str = "train", progress: bool = True)
     labelled = class_pixels[:NUM_CLASSES]
     total_labelled = int(labelled.sum())
     return {
-        "num_images": len(dataset),
+        "num_images": len(indices),
         "depth_valid_pixels": valid_pixels,
         "depth_mean": mean,
         "depth_std": float(np.sqrt(max(depth_sq_sum / valid_pixels - mean * mean, 0.0))),

@@ -83,7 +83,8 @@ class PerspectiveCrop:
     ``wiggle·crop_size/2`` per axis, and mirrored with p = 0.5 if ``reflect``. Its position is uniform
     among the integer offsets that keep its bounding box inside the image; if none does, it is centred
     and the outside is padded: semseg 255, depth NaN, RGB 0 (black, as the course's PIL warp did).
-    RGB is sampled bilinearly, semseg and depth by nearest neighbour (no invented labels or depths).
+    RGB is sampled bilinearly (no antialiasing when zooming out, like the course's PIL warp), semseg and
+    depth by nearest neighbour (no invented labels or depths).
     With scale 1, tilt 0, wiggle 0 and no reflection the result is exactly a slice of the input.
     """
 
@@ -156,10 +157,11 @@ class PerspectiveCrop:
             dst[:, 0] = size - dst[:, 0]
         src = torch.tensor(params.corners, dtype=torch.float64)
         # Convert only the part of the image the quadrilateral covers (+1 px for bilinear neighbours).
-        x0 = max(0, math.floor(src[:, 0].min().item()) - 1)
-        y0 = max(0, math.floor(src[:, 1].min().item()) - 1)
-        x1 = min(width, math.ceil(src[:, 0].max().item()) + 1)
-        y1 = min(height, math.ceil(src[:, 1].max().item()) + 1)
+        # (At least one pixel, so hand-made params for a region off the image give pure padding.)
+        x0 = min(width - 1, max(0, math.floor(src[:, 0].min().item()) - 1))
+        y0 = min(height - 1, max(0, math.floor(src[:, 1].min().item()) - 1))
+        x1 = max(x0 + 1, min(width, math.ceil(src[:, 0].max().item()) + 1))
+        y1 = max(y0 + 1, min(height, math.ceil(src[:, 1].max().item()) + 1))
         grid = self._grid(homography(dst, src - torch.tensor([x0, y0], dtype=torch.float64)), x1 - x0, y1 - y0)
 
         out = dict(sample)
@@ -206,10 +208,10 @@ class PhotometricJitter:
 
     def __init__(self, brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0, hue: float = 0.0):
         for name, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
-            if not value >= 0:
-                raise ValueError(f"photometric {name} must be ≥ 0, got {value}")
+            if not 0 <= value < math.inf:
+                raise ValueError(f"--aug_photometric: {name} must be a finite number ≥ 0, got {value}")
         if not 0 <= hue <= 0.5:
-            raise ValueError(f"photometric hue must lie in [0, 0.5], got {hue}")
+            raise ValueError(f"--aug_photometric: hue must lie in [0, 0.5] turns, got {hue}")
         self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
 
     @property

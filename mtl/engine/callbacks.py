@@ -28,8 +28,9 @@ from pytorch_lightning.utilities import rank_zero_only
 class TrainingInterrupted(Exception):
     """Raised after the checkpoint on SIGTERM/SIGINT has been written."""
 
-    def __init__(self, signum: int, checkpoint: Path) -> None:
-        super().__init__(f"received {signal.Signals(signum).name}; saved {checkpoint}")
+    def __init__(self, signum: int, checkpoint: Path | None) -> None:
+        saved = f"saved {checkpoint}" if checkpoint else "stopped before the first step, nothing to save"
+        super().__init__(f"received {signal.Signals(signum).name}; {saved}")
         self.signum = signum
         self.checkpoint = checkpoint
 

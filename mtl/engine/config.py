@@ -195,7 +195,7 @@ def load_yaml_preset(parser: argparse.ArgumentParser, path: str) -> dict[str, An
                 value = action.type(str(value))
             except (argparse.ArgumentTypeError, ValueError) as exc:
                 parser.error(f"--config: {path}: --{key}: {exc}")
-        if action.choices is not None and value not in action.choices:
+        if action.choices is not None and value is not None and value not in action.choices:
             parser.error(f"--config: {path}: --{key} must be one of {list(action.choices)}, got {value!r}")
         out[key] = value
     return out

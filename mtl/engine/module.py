@@ -236,15 +236,18 @@ class MultiTaskModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.cfg
-        params = [p for p in self.parameters() if p.requires_grad]
+        # Learned loss weights (e.g. uncertainty) get no weight decay: it would pull them back to a fixed value.
+        groups = [{"params": list(self.model.parameters())}]
+        if list(self.weighting.parameters()):
+            groups.append({"params": list(self.weighting.parameters()), "weight_decay": 0.0})
         if cfg.optimizer == "sgd":
             optimizer = torch.optim.SGD(
-                params, lr=cfg.optimizer_lr, momentum=cfg.optimizer_momentum, weight_decay=cfg.optimizer_weight_decay
+                groups, lr=cfg.optimizer_lr, momentum=cfg.optimizer_momentum, weight_decay=cfg.optimizer_weight_decay
             )
         elif cfg.optimizer == "adam":
-            optimizer = torch.optim.Adam(params, lr=cfg.optimizer_lr, weight_decay=cfg.optimizer_weight_decay)
+            optimizer = torch.optim.Adam(groups, lr=cfg.optimizer_lr, weight_decay=cfg.optimizer_weight_decay)
         else:
-            optimizer = torch.optim.AdamW(params, lr=cfg.optimizer_lr, weight_decay=cfg.optimizer_weight_decay)
+            optimizer = torch.optim.AdamW(groups, lr=cfg.optimizer_lr, weight_decay=cfg.optimizer_weight_decay)
         segments, power, warmup = self.segments, cfg.lr_scheduler_power, cfg.lr_warmup
         constant = cfg.lr_scheduler == "constant"
 

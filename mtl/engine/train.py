@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import time
 import warnings
 from pathlib import Path
@@ -13,9 +14,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from mtl.engine import rundir
-from mtl.engine.callbacks import AtomicCheckpointIO, CSVMetrics, LastCheckpoint
+from mtl.engine.callbacks import AtomicCheckpointIO, CSVMetrics, LastCheckpoint, TrainingInterrupted
 from mtl.engine.checkpoint import read_checkpoint
 from mtl.engine.data import MiniScapesDataModule, depth_statistics
 from mtl.engine.module import MultiTaskModule
@@ -39,7 +41,7 @@ def prepare_run_dir(cfg: argparse.Namespace) -> tuple[Path, Path | None]:
         log_dir, ckpt = rundir.resolve_resume(cfg.resume)
         if cfg.log_dir is not None and Path(cfg.log_dir).resolve() != log_dir.resolve():
             raise RunSetupError(f"--log_dir {cfg.log_dir} differs from the resumed run {log_dir}")
-    elif os.environ.get(RUN_DIR_ENV):
+    elif not is_launcher_process():
         log_dir = Path(os.environ[RUN_DIR_ENV])
     else:
         name = cfg.name or f"{time.strftime('%Y%m%d-%H%M%S')}_{cfg.model_name}"
@@ -134,6 +136,11 @@ def run_training(cfg: argparse.Namespace) -> Path:
         # Our sampler resumes mid-epoch itself (mtl.engine.data); Lightning cannot see that and warns.
         warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
+        except SIGTERMException as exc:
+            # Lightning's own handler is active until training starts (then LastCheckpoint's takes over):
+            # no step was taken since the last checkpoint, so there is nothing to save.
+            raise TrainingInterrupted(signal.SIGTERM, ckpt) from exc
     csv_logger.save()
     return log_dir

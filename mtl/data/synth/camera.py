@@ -58,29 +58,36 @@ class Camera:
             out[..., k] = r[k, 0] * u[None, :] + r[k, 1] * v[:, None] + r[k, 2]
         return out
 
-    def to_camera(self, points: np.ndarray) -> np.ndarray:
-        return (np.asarray(points, dtype=np.float64) - self.position) @ self.rotation
+    def screen_boxes(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Screen boxes of many convex hulls at once: ``points`` is N×K×3 (K world points per hull).
 
-    def screen_bbox(self, points: np.ndarray) -> tuple[slice, slice] | None:
-        """Pixel rows/columns that the convex hull of ``points`` (N×3 world) can cover, or None.
-
-        The hull is clipped at the near plane: its part in front of the camera is the hull of the
-        points in front plus every segment between two points crossing the plane, cut at the plane.
+        Returns ``boxes`` N×4 int (row0, row1, col0, col1; empty when row0 >= row1 or col0 >= col1) and
+        ``near`` (N,), the smallest camera depth on each hull (inf when it is all behind the camera).
         """
-        cam = self.to_camera(points)
-        front = cam[:, 2] >= NEAR
-        if not front.any():
-            return None
-        kept = [cam[front]]
-        if not front.all():
-            a, b = cam[front], cam[~front]
-            s = (a[:, None, 2] - NEAR) / (a[:, None, 2] - b[None, :, 2])
-            kept.append((a[:, None, :] + s[..., None] * (b[None, :, :] - a[:, None, :])).reshape(-1, 3))
-        cam = np.concatenate(kept)
-        u = cam[:, 0] / cam[:, 2] * self.focal + self.width / 2
-        v = cam[:, 1] / cam[:, 2] * self.focal + self.height / 2
-        x0, x1 = max(int(np.floor(u.min())), 0), min(int(np.ceil(u.max())) + 1, self.width)
-        y0, y1 = max(int(np.floor(v.min())), 0), min(int(np.ceil(v.max())) + 1, self.height)
-        if x0 >= x1 or y0 >= y1:
-            return None
-        return slice(y0, y1), slice(x0, x1)
+        cam = np.einsum("nkj,ji->nki", np.asarray(points, dtype=np.float64) - self.position, self.rotation)
+        z = cam[..., 2]
+        front = z >= NEAR
+        visible = front.any(axis=1)
+        near = np.where(visible, z.min(axis=1), np.inf)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xs = np.where(front, cam[..., 0] / z, np.nan)
+            ys = np.where(front, cam[..., 1] / z, np.nan)
+        lo = np.stack([np.fmin.reduce(ys, axis=1), np.fmin.reduce(xs, axis=1)], axis=1)
+        hi = np.stack([np.fmax.reduce(ys, axis=1), np.fmax.reduce(xs, axis=1)], axis=1)
+        for k in np.flatnonzero(visible & ~front.all(axis=1)):
+            # the hull crosses the near plane: its visible part is the hull of the points in front
+            # plus every segment from a point in front to one behind, cut at the plane
+            a, b = cam[k][front[k]][:, None, :], cam[k][~front[k]][None, :, :]
+            s = (a[..., 2] - NEAR) / (a[..., 2] - b[..., 2])
+            cut = (a + s[..., None] * (b - a)).reshape(-1, 3) / NEAR
+            lo[k] = np.minimum(lo[k], cut[:, 1::-1].min(axis=0))
+            hi[k] = np.maximum(hi[k], cut[:, 1::-1].max(axis=0))
+            near[k] = NEAR
+        centre = np.array([self.height / 2, self.width / 2])
+        size = np.array([self.height, self.width])
+        with np.errstate(invalid="ignore"):
+            start = np.clip(np.floor(lo * self.focal + centre), 0, size)
+            stop = np.clip(np.ceil(hi * self.focal + centre) + 1, 0, size)
+        boxes = np.zeros((len(cam), 4), dtype=np.int64)
+        boxes[visible] = np.stack([start[:, 0], stop[:, 0], start[:, 1], stop[:, 1]], axis=1)[visible]
+        return boxes, near

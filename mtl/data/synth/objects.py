@@ -24,6 +24,7 @@ CAR_PAINT = [(200, 200, 200), (30, 30, 35), (120, 125, 130), (160, 20, 25), (20,
 CLOTHES = [(30, 30, 40), (60, 60, 70), (150, 30, 30), (30, 60, 120), (200, 200, 190), (90, 70, 50),
            (40, 90, 60), (180, 150, 100), (120, 40, 100), (20, 20, 20), (220, 120, 40), (100, 110, 140)]
 SKIN = [(230, 190, 160), (200, 150, 110), (140, 95, 65), (90, 60, 40), (240, 205, 180)]
+LOD_DISTANCE = 60.0  # metres ahead beyond which objects drop parts smaller than a pixel or two
 LEAVES = [(70, 110, 40), (60, 100, 35), (90, 120, 45), (50, 85, 40), (100, 115, 50)]
 
 
@@ -31,13 +32,15 @@ def _choice(rng: np.random.Generator, items):
     return items[int(rng.integers(len(items)))]
 
 
-def _wheels(place: Placement, label: int, radius: float, width: float, track: float, axles, color=(25, 25, 25)):
+def _near(place: Placement) -> bool:
+    return place.origin[2] < LOD_DISTANCE
+
+
+def _axles(place: Placement, label: int, radius: float, track: float, axles, color=(25, 25, 25)) -> list[Part]:
+    """One cylinder per axle spanning both wheels: under a vehicle body the part between the wheels
+    reads as the dark gap under the car, and it costs half the parts of separate wheels."""
     tyre = Solid(color, grain=0.05)
-    return [
-        Part(Cylinder(place.at(side * track / 2, radius, z), radius, width, axis=0, yaw=place.yaw), label, tyre)
-        for z in axles
-        for side in (-1, 1)
-    ]
+    return [Part(Cylinder(place.at(0, radius, z), radius, track, axis=0, yaw=place.yaw), label, tyre) for z in axles]
 
 
 def car(rng: np.random.Generator, place: Placement) -> list[Part]:
@@ -61,7 +64,8 @@ def car(rng: np.random.Generator, place: Placement) -> list[Part]:
         Part(Box(place.at(0, body_top + cabin_h / 2, shift), (width * 0.88, cabin_h, cabin_len), place.yaw), CAR,
              Paneled(paint, glass=(25, 30, 38), band=(-cabin_h / 2 - 0.01, cabin_h / 2 - 0.06), pillar=cabin_len / 2))
     )
-    parts += _wheels(place, CAR, 0.33, 0.22, width - 0.25, (length / 2 - 0.8, -length / 2 + 0.8))
+    if _near(place):
+        parts += _axles(place, CAR, 0.33, width - 0.05, (length / 2 - 0.8, -length / 2 + 0.8))
     return parts
 
 
@@ -80,7 +84,7 @@ def truck(rng: np.random.Generator, place: Placement) -> list[Part]:
         Part(Box(place.at(0, 0.75, 0), (width - 0.5, 0.35, cab_len + cargo_len), place.yaw), TRUCK, Solid((40, 40, 40))),
     ]
     axles = (front - 1.2, front - cab_len - 0.3 - cargo_len * 0.75, front - cab_len - 0.3 - cargo_len * 0.75 - 1.3)
-    return parts + _wheels(place, TRUCK, 0.52, 0.35, width - 0.4, axles)
+    return parts + _axles(place, TRUCK, 0.52, width - 0.1, axles)
 
 
 def bus(rng: np.random.Generator, place: Placement) -> list[Part]:
@@ -89,7 +93,7 @@ def bus(rng: np.random.Generator, place: Placement) -> list[Part]:
     paint = _choice(rng, [(230, 200, 30), (200, 30, 30), (30, 80, 160), (235, 235, 230), (40, 130, 70), (230, 120, 20)])
     body = Part(Box(place.at(0, 1.8, 0), (2.55, 3.0, length), place.yaw), BUS,
                 Paneled(paint, glass=(35, 45, 55), band=(-0.45, 1.1), lights=True, half_height=1.5, pillar=1.6))
-    return [body] + _wheels(place, BUS, 0.5, 0.3, 2.1, (length / 2 - 2.5, -length / 2 + 3.0))
+    return [body] + _axles(place, BUS, 0.5, 2.4, (length / 2 - 2.5, -length / 2 + 3.0))
 
 
 def tram(rng: np.random.Generator, place: Placement) -> list[Part]:
@@ -117,6 +121,7 @@ def person(rng: np.random.Generator, place: Placement, label: int = PERSON, seat
     shirt = Solid(_choice(rng, CLOTHES), grain=0.1, offset=rng.uniform(0, 256))
     trousers = Solid(_choice(rng, CLOTHES), grain=0.1, offset=rng.uniform(0, 256))
     skin = Solid(_choice(rng, SKIN), grain=0.05)
+    near = _near(place)
     parts: list[Part] = []
     if seated:  # legs bent: thighs forward along the frame, shins down to the pedals
         hip = 0.0
@@ -127,13 +132,16 @@ def person(rng: np.random.Generator, place: Placement, label: int = PERSON, seat
     else:
         hip = 0.47 * height
         stride = rng.uniform(-0.15, 0.15)
-        for side in (-1, 1):
-            parts.append(Part(Cylinder(place.at(side * 0.1 * s, hip / 2, side * stride), 0.075 * s, hip, axis=1, yaw=place.yaw), label, trousers))
+        if near:
+            for side in (-1, 1):
+                parts.append(Part(Cylinder(place.at(side * 0.1 * s, hip / 2, side * stride), 0.075 * s, hip, axis=1, yaw=place.yaw), label, trousers))
+        else:
+            parts.append(Part(Cylinder(place.at(0, hip / 2, 0), 0.16 * s, hip, axis=1, yaw=place.yaw), label, trousers))
         torso_y, lean = hip + 0.17 * height, 0.0
     torso_half = 0.17 * height
     parts.append(Part(Ellipsoid(place.at(0, torso_y, lean), (0.2 * s, torso_half * 1.05, 0.13 * s), place.yaw), label, shirt))
     arm_len = 0.33 * height
-    for side in (-1, 1):
+    for side in (-1, 1) if near else ():
         if seated:  # arms reach forward to the handlebar
             arm = Cylinder(place.at(side * 0.22 * s, torso_y + 0.1 * s, lean + 0.25 * s), 0.045 * s, 0.5 * s, axis=2, yaw=place.yaw)
         else:
@@ -141,6 +149,8 @@ def person(rng: np.random.Generator, place: Placement, label: int = PERSON, seat
         parts.append(Part(arm, label, shirt))
     head_y = torso_y + torso_half + 0.13 * s
     parts.append(Part(Ellipsoid(place.at(0, head_y, lean * 1.3), (0.085 * s, 0.11 * s, 0.1 * s), place.yaw), label, skin))
+    if not near:
+        return parts
     if helmet:
         cover = Solid(_choice(rng, [(20, 20, 20), (220, 220, 220), (200, 30, 30), (30, 60, 150)]), grain=0.03)
         parts.append(Part(Ellipsoid(place.at(0, head_y + 0.02 * s, lean * 1.3), (0.14 * s, 0.15 * s, 0.15 * s), place.yaw), label, cover))
@@ -154,7 +164,7 @@ def bicycle(rng: np.random.Generator, place: Placement) -> list[Part]:
     """Bicycle frame and wheels; the rider (if any) is built separately and labelled rider."""
     frame = Solid(_choice(rng, [(30, 30, 30), (180, 30, 30), (30, 70, 150), (200, 200, 200), (40, 110, 60)]), grain=0.05)
     r = 0.34
-    parts = _wheels(place, BICYCLE, r, 0.05, 0.0, (0.53, -0.53), color=(30, 30, 30))[::2]
+    parts = _axles(place, BICYCLE, r, 0.05, (0.53, -0.53), color=(30, 30, 30))
     parts += [
         Part(Box(place.at(0, 0.8, 0.05), (0.05, 0.05, 0.62), place.yaw), BICYCLE, frame),
         Part(Box(place.at(0, 0.58, -0.22), (0.05, 0.5, 0.05), place.yaw), BICYCLE, frame),
@@ -169,7 +179,7 @@ def bicycle(rng: np.random.Generator, place: Placement) -> list[Part]:
 def motorcycle(rng: np.random.Generator, place: Placement) -> list[Part]:
     """Motorcycle: fat wheels, engine block, tank and seat, handlebar."""
     paint = Solid(_choice(rng, [(20, 20, 20), (200, 30, 30), (30, 60, 160), (220, 220, 220), (230, 140, 20)]), grain=0.05)
-    parts = _wheels(place, MOTORCYCLE, 0.31, 0.13, 0.0, (0.72, -0.72))[::2]
+    parts = _axles(place, MOTORCYCLE, 0.31, 0.13, (0.72, -0.72))
     parts += [
         Part(Box(place.at(0, 0.52, 0.0), (0.35, 0.42, 0.9), place.yaw), MOTORCYCLE, Solid((60, 60, 65))),
         Part(Box(place.at(0, 0.85, 0.05), (0.32, 0.22, 0.95), place.yaw), MOTORCYCLE, paint),
@@ -254,11 +264,12 @@ def tree(rng: np.random.Generator, place: Placement, scale: float = 1.0) -> list
     leaves = Foliage(_choice(rng, LEAVES), rng.uniform(0, 256))
     parts = [Part(Cylinder(place.at(0, trunk_h / 2 + 0.3, 0), rng.uniform(0.12, 0.25) * scale, trunk_h + 0.6), VEGETATION, bark)]
     tall = rng.uniform(1.0, 1.6)
-    for _ in range(int(rng.integers(2, 5))):
-        offset = rng.normal(0, 0.35 * crown, 3)
+    clumps = int(rng.integers(2, 4)) if _near(place) else 1
+    for k in range(clumps):
+        offset = rng.normal(0, 0.35 * crown, 3) if k else np.zeros(3)
         center = place.at(offset[0], trunk_h + crown * tall * 0.9 + 0.5 * offset[1], offset[2])
-        radii = crown * rng.uniform(0.65, 1.0) * np.array([1.0, tall, 1.0])
-        parts.append(Part(Ellipsoid(center, radii, rng.uniform(0, np.pi)), VEGETATION, leaves))
+        radii = crown * (rng.uniform(0.65, 0.9) if k else 1.0) * np.array([1.0, tall, 1.0])
+        parts.append(Part(Ellipsoid(center, radii), VEGETATION, leaves))
     return parts
 
 

@@ -169,21 +169,33 @@ def _z_spans(street: Street, start: float, end: float, margin: float) -> list[tu
     return [(a, b) for a, b in ((start, min(end, lo)), (max(start, hi), end)) if b > a]
 
 
+def _chunks(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Cut long ground-level strips into pieces whose length grows with distance: one strip from
+    the camera to the horizon would have a screen box covering half the image."""
+    edges = np.array([-10.0, 5.0, 15.0, 35.0, 80.0, 180.0, FAR])
+    out = []
+    for a, b in spans:
+        cuts = np.concatenate([[a], edges[(edges > a) & (edges < b)], [b]])
+        out += list(zip(cuts[:-1], cuts[1:]))
+    return out
+
+
 def _sidewalks(rng: np.random.Generator, street: Street) -> list[Part]:
     paving = Paving(rng)
     parts = []
     k = street.kerb
     for side in (-1, 1):
         x0, x1 = street.walk_inner(side), street.walk_outer(side) + street.setback[side] * (street.setback[side] < 1.0)
-        for z0, z1 in _z_spans(street, -10.0, FAR, 0.0):
-            parts.append(Part(Box((side * (x0 + x1) / 2, k / 2, (z0 + z1) / 2), (x1 - x0, k, z1 - z0)), obj.SIDEWALK, paving))
+        for z0, z1 in _chunks(_z_spans(street, -10.0, FAR, 0.0)):
+            parts.append(Part(Box((side * (x0 + x1) / 2, k / 2, (z0 + z1) / 2), (x1 - x0, k, z1 - z0)), obj.SIDEWALK, paving,
+                              casts_shadow=False))
         if street.cross_z is not None:  # sidewalks along the cross street, both corners
             for zs in (-1, 1):
                 z_edge = street.cross_z + zs * street.cross_half
                 zc = z_edge + zs * street.walk[side] / 2
                 length = 120.0
                 parts.append(Part(Box((side * (street.road_half + length / 2), k / 2, zc), (length, k, street.walk[side])),
-                                  obj.SIDEWALK, paving))
+                                  obj.SIDEWALK, paving, casts_shadow=False))
     return parts
 
 
@@ -281,9 +293,10 @@ def _vegetation(rng: np.random.Generator, street: Street, style: str) -> list[Pa
         if street.strip[side] > 0:
             # grass strip between road and sidewalk: a raised terrain box with its own kerb
             x0, x1 = street.road_half, street.walk_inner(side)
-            for z0, z1 in _z_spans(street, -10.0, FAR, 0.0):
+            grass = Grass(rng)
+            for z0, z1 in _chunks(_z_spans(street, -10.0, FAR, 0.0)):
                 parts.append(Part(Box((side * (x0 + x1) / 2, street.kerb / 2, (z0 + z1) / 2), (x1 - x0, street.kerb, z1 - z0)),
-                                  obj.TERRAIN, Grass(rng)))
+                                  obj.TERRAIN, grass, casts_shadow=False))
         if rng.random() < p_row:
             x = side * (street.road_half + (street.strip[side] / 2 if street.strip[side] else 0.9))
             spacing = rng.uniform(7, 15)

@@ -15,11 +15,19 @@ import numpy as np
 from mtl.data.synth.camera import rotation_y
 
 EPS = 1e-4
+_SIGNS = np.array(list(itertools.product((-1.0, 1.0), repeat=3)))
+
+
+def dot3(a: np.ndarray, b) -> np.ndarray:
+    """Dot product over the last axis (of size 3), broadcasting; written out instead of a matmul
+    so that BLAS and its threads stay out of the worker processes."""
+    b = np.asarray(b, dtype=np.float32)
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
 
 
 class Shape:
-    """Base: local frame handling. Subclasses define ``half`` (local bounding half-sizes) and the
-    local ``_intersect`` and ``_normal``."""
+    """Base: local frame handling. Subclasses define ``half`` (local bounding half-sizes),
+    ``intersect_local`` (rays already in the local frame) and ``normal``."""
 
     half: np.ndarray
 
@@ -31,10 +39,11 @@ class Shape:
 
     def corners(self) -> np.ndarray:
         """The 8 world corners of the local bounding box."""
-        signs = np.array(list(itertools.product((-1.0, 1.0), repeat=3)))
-        return (signs * self.half) @ self.rot.T + self.center
+        return (_SIGNS * self.half) @ self.rot.T + self.center
 
     def to_local_dirs(self, d: np.ndarray) -> np.ndarray:
+        if self.yaw == 0.0:
+            return d
         r = self.rot32
         # explicit products: a (N,3)@(3,3) matmul would go through multi-threaded BLAS
         return np.stack(
@@ -53,6 +62,8 @@ class Shape:
         return self.to_local_dirs(p - self.center.astype(np.float32))
 
     def to_world_dirs(self, d: np.ndarray) -> np.ndarray:
+        if self.yaw == 0.0:
+            return d
         r = self.rot32
         return np.stack(
             [
@@ -64,13 +75,13 @@ class Shape:
         )
 
     def intersect(self, origin: np.ndarray, dirs: np.ndarray) -> np.ndarray:
-        return self._intersect(self.to_local_points(origin), self.to_local_dirs(dirs))
+        return self.intersect_local(self.to_local_points(origin), self.to_local_dirs(dirs))
 
     def normal(self, local_points: np.ndarray) -> np.ndarray:
         """Unit local normals at local hit points."""
         raise NotImplementedError
 
-    def _intersect(self, o: np.ndarray, d: np.ndarray) -> np.ndarray:
+    def intersect_local(self, o: np.ndarray, d: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -80,7 +91,7 @@ class Box(Shape):
         self.half = np.asarray(size, dtype=np.float64) / 2
         self.half32 = self.half.astype(np.float32)
 
-    def _intersect(self, o, d):
+    def intersect_local(self, o, d):
         with np.errstate(divide="ignore", invalid="ignore"):
             inv = 1.0 / d
             t1 = (-self.half32 - o) * inv
@@ -106,10 +117,10 @@ class Ellipsoid(Shape):
         self.half = np.asarray(radii, dtype=np.float64)
         self.inv32 = (1.0 / self.half).astype(np.float32)
 
-    def _intersect(self, o, d):
+    def intersect_local(self, o, d):
         o = o * self.inv32
         d = d * self.inv32
-        a = np.einsum("ij,ij->i", d, d)
+        a = (d * d).sum(axis=-1)
         b = (d * o).sum(axis=-1)
         c = (o * o).sum(axis=-1) - 1.0
         disc = b * b - a * c
@@ -137,7 +148,7 @@ class Cylinder(Shape):
         half[axis] = length / 2
         self.half = half
 
-    def _intersect(self, o, d):
+    def intersect_local(self, o, d):
         a_ax, (i, j) = self.axis, self.others
         oi, oj = (o[i], o[j]) if o.ndim == 1 else (o[:, i], o[:, j])
         oa = o[a_ax] if o.ndim == 1 else o[:, a_ax]

@@ -1,0 +1,97 @@
+"""Write a whole generated dataset in the MiniScapes layout, in parallel.
+
+Layout: ``<out>/{train,val}/{rgb,semseg,depth}/<i>.{jpg,png,png}``, ``<out>/test/rgb/<i>.jpg`` and the
+test ground truth, kept apart for the grader, in ``<out>/test_gt/{semseg,depth}/<i>.png``.
+``<out>/synth.json`` records the arguments so that any sample can be regenerated alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Callable
+
+from tqdm import tqdm
+
+from mtl.data.formats import write_depth, write_rgb, write_semseg
+from mtl.data.synth.sample import check_size, render_sample
+
+GT_SPLIT = {"train": "train", "val": "val", "test": "test_gt"}  # where each split's ground truth goes
+
+
+def _atomic(write: Callable[[Path], None], path: Path) -> None:
+    """Write to a hidden temporary file in the same folder, then rename: a crash never leaves a
+    half-written image under its final name. The temporary keeps the extension so PIL picks the format."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_sample(job: tuple[str, int, str, int, int, int]) -> None:
+    root, seed, split, index, width, height = job
+    out = Path(root)
+    sample = render_sample(seed, split, index, width, height)
+    _atomic(lambda p: write_rgb(p, sample.rgb), out / split / "rgb" / f"{index}.jpg")
+    gt = out / GT_SPLIT[split]
+    _atomic(lambda p: write_semseg(p, sample.semseg), gt / "semseg" / f"{index}.png")
+    _atomic(lambda p: write_depth(p, sample.depth, "invalidate"), gt / "depth" / f"{index}.png")
+
+
+def _init_worker() -> None:
+    """One thread per worker: the processes already use every core. The renderer itself avoids BLAS;
+    torch only matters when the caller had imported it before the pool forked."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+def generate_dataset(
+    out: str | Path,
+    num_train: int,
+    num_val: int,
+    num_test: int,
+    width: int,
+    height: int,
+    seed: int,
+    workers: int | None = None,
+) -> None:
+    """Render every sample of the three splits into ``out`` (which must not hold files yet)."""
+    counts = {"train": num_train, "val": num_val, "test": num_test}
+    for split, count in counts.items():
+        if count < 0:
+            raise ValueError(f"--num-{split} must be >= 0, got {count}")
+    if sum(counts.values()) == 0:
+        raise ValueError("nothing to generate: --num-train, --num-val and --num-test are all 0")
+    check_size(width, height)
+    if seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {seed}")
+    if workers is None:
+        workers = os.cpu_count() or 1
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    root = Path(out)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise FileExistsError(f"{root}: output folder exists and is not empty; choose a new --out")
+
+    for split, count in counts.items():
+        if count:
+            for folder, modality in ((split, "rgb"), (GT_SPLIT[split], "semseg"), (GT_SPLIT[split], "depth")):
+                (root / folder / modality).mkdir(parents=True, exist_ok=True)
+    jobs = [(str(root), seed, split, i, width, height) for split, count in counts.items() for i in range(count)]
+    with tqdm(total=len(jobs), desc="synth", unit="img") as bar:
+        if workers == 1:
+            _init_worker()
+            for job in jobs:
+                _write_sample(job)
+                bar.update()
+        else:
+            with Pool(workers, initializer=_init_worker) as pool:
+                for _ in pool.imap_unordered(_write_sample, jobs, chunksize=4):
+                    bar.update()
+    meta = {"generator": "mtl.data.synth", "seed": seed, "width": width, "height": height, **{f"num_{k}": v for k, v in counts.items()}}
+    (root / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -1,0 +1,169 @@
+"""`mtl data check` finds each defect by path; `mtl data stats` equals an independent computation."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_tiny_dataset
+from PIL import Image
+
+from mtl.cli.main import main
+from mtl.data.stats import compute_stats
+
+
+def check(capsys, root: Path) -> tuple[int, list[str]]:
+    rc = main(["data", "check", "--root", str(root)])
+    return rc, capsys.readouterr().out.splitlines()
+
+
+def test_clean_dataset_passes(tiny_dataset, capsys):
+    rc, lines = check(capsys, tiny_dataset)
+    assert rc == 0
+    assert lines == [f"{tiny_dataset}: OK, 24 files checked, no problem found"]  # 4·3 + 2·3 + 2 rgb + 2·2 test_gt
+
+
+def test_test_split_without_ground_truth_passes(tmp_path, capsys):
+    root = make_tiny_dataset(tmp_path / "d", test_gt=False)
+    assert not (root / "test_gt").exists()
+    assert check(capsys, root)[0] == 0
+
+
+def save_l(path: Path, array: np.ndarray, mode: str = "L") -> None:
+    Image.fromarray(np.asarray(array, dtype=np.uint8), mode="L").convert(mode).save(path)
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DEFECTS = {
+    "missing file": (lambda r: (r / "train/semseg/2.png").unlink(), ["train/semseg/2.png: missing file"]),
+    "index gap": (
+        lambda r: [(r / f"train/{m}/1.{e}").unlink() for m, e in (("rgb", "jpg"), ("semseg", "png"), ("depth", "png"))],
+        ["train/rgb/1.jpg: missing file", "train/semseg/1.png: missing file", "train/depth/1.png: missing file"],
+    ),
+    "missing folder": (lambda r: shutil.rmtree(r / "val/depth"), ["val/depth: missing folder"]),
+    "truncated jpeg": (lambda r: truncate(r / "val/rgb/1.jpg"), ["val/rgb/1.jpg: cannot decode image"]),
+    "truncated png": (lambda r: truncate(r / "train/depth/3.png"), ["train/depth/3.png: cannot decode image"]),
+    "wrong mode depth": (
+        lambda r: save_l(r / "train/depth/0.png", np.full((32, 64), 9), "RGB"),
+        ["train/depth/0.png: depth image has mode 'RGB', expected 'L'"],
+    ),
+    "wrong mode rgb": (
+        lambda r: save_l(r / "val/rgb/0.jpg", np.zeros((32, 64))),
+        ["val/rgb/0.jpg: RGB image has mode 'L', expected 'RGB'"],
+    ),
+    "size mismatch": (
+        lambda r: save_l(r / "train/semseg/3.png", np.zeros((32, 60))),
+        ["train/semseg/3.png: size 60x32, but the dataset's images are 64x32"],
+    ),
+    "out-of-range ids": (
+        lambda r: save_l(r / "val/semseg/0.png", np.full((32, 64), 19)),
+        ["val/semseg/0.png: semseg holds values [19] outside 0..18 and 255"],
+    ),
+    "stray files": (
+        lambda r: [
+            (r / "train/rgb/notes.txt").write_text("x"),
+            shutil.copy(r / "train/rgb/0.jpg", r / "train/rgb/07.jpg"),
+            (r / "val/extra").mkdir(),
+        ],
+        ["train/rgb/notes.txt: stray entry", "train/rgb/07.jpg: stray entry", "val/extra: stray folder"],
+    ),
+    "test_gt mismatch": (
+        lambda r: [(r / "test_gt/depth/1.png").unlink(), shutil.copy(r / "test_gt/semseg/0.png", r / "test_gt/semseg/2.png")],
+        ["test_gt/depth/1.png: missing file", "test_gt/semseg/2.png: no matching"],
+    ),
+    "test_gt size": (
+        lambda r: save_l(r / "test_gt/depth/0.png", np.full((16, 64), 100)),
+        ["test_gt/depth/0.png: size 64x16, but the dataset's images are 64x32"],
+    ),
+}
+
+
+@pytest.mark.parametrize("defect", list(DEFECTS))
+def test_each_defect_is_reported_by_path(tiny_dataset, capsys, defect):
+    damage, expected = DEFECTS[defect]
+    damage(tiny_dataset)
+    rc, lines = check(capsys, tiny_dataset)
+    assert rc == 1
+    problems = lines[:-1]
+    assert re.fullmatch(rf"{re.escape(str(tiny_dataset))}: {len(problems)} problem\(s\) found, \d+ files checked", lines[-1])
+    for fragment in expected:
+        assert any(fragment in line for line in problems), (fragment, lines)
+    assert all(line.startswith(str(tiny_dataset)) for line in problems)
+    assert len(problems) == len(expected)  # nothing else is flagged
+
+
+def test_missing_root_is_a_problem(tmp_path, capsys):
+    rc, lines = check(capsys, tmp_path / "nowhere")
+    assert rc == 1 and lines[0] == f"{tmp_path / 'nowhere'}: dataset root not found"
+    (tmp_path / "empty").mkdir()
+    rc, lines = check(capsys, tmp_path / "empty")
+    assert rc == 1 and "no train, val, test or test_gt folder" in lines[0]
+
+
+def independent_stats(root: Path, split: str, indices: list[int]) -> dict:
+    dmin, dmax = 1 / 300, 1 / 4
+    depths, ids = [], []
+    for i in indices:
+        codes = np.asarray(Image.open(root / split / "depth" / f"{i}.png")).astype(np.float64)
+        z = (1 / ((dmax - dmin) * (codes - 1) / 254 + dmin)).astype(np.float32).astype(np.float64)
+        depths.append(z[codes > 0])
+        ids.append(np.asarray(Image.open(root / split / "semseg" / f"{i}.png")).ravel())
+    depth, labels = np.concatenate(depths), np.concatenate(ids)
+    labelled = labels[labels != 255]
+    return {
+        "depth_mean": depth.mean(),
+        "depth_std": depth.std(),
+        "depth_min": depth.min(),
+        "depth_max": depth.max(),
+        "class_frequency": [np.mean(labelled == c) for c in range(19)],
+        "histogram_counts": np.histogram(np.clip(depth, 4, 300), bins=np.geomspace(4, 300, 65))[0].tolist(),
+        "depth_valid_pixels": depth.size,
+    }
+
+
+def test_stats_equal_an_independent_computation(tiny_dataset):
+    stats = compute_stats(tiny_dataset, "train", progress=False)
+    expected = independent_stats(tiny_dataset, "train", [0, 1, 2, 3])
+    for key in ("depth_mean", "depth_std", "depth_min", "depth_max"):
+        assert stats[key] == pytest.approx(expected[key], rel=1e-9), key
+    assert stats["class_frequency"] == pytest.approx(expected["class_frequency"], abs=1e-12)
+    assert stats["histogram_counts"] == expected["histogram_counts"]
+    assert stats["depth_valid_pixels"] == expected["depth_valid_pixels"] == sum(stats["histogram_counts"])
+    assert stats["num_images"] == 4 and len(stats["class_pixels"]) == 19
+
+
+def test_stats_on_evenly_spaced_images(tiny_dataset):
+    stats = compute_stats(tiny_dataset, "train", max_images=2, progress=False)
+    expected = independent_stats(tiny_dataset, "train", [0, 3])
+    assert stats["num_images"] == 2
+    assert stats["depth_mean"] == pytest.approx(expected["depth_mean"], rel=1e-9)
+    assert stats["depth_std"] == pytest.approx(expected["depth_std"], rel=1e-9)
+    with pytest.raises(ValueError, match="max_images must be positive"):
+        compute_stats(tiny_dataset, "train", max_images=0)
+
+
+def test_stats_command_prints_and_writes_files(tiny_dataset, tmp_path, capsys):
+    rc = main(["data", "stats", "--root", str(tiny_dataset), "--split", "val", "--json", str(tmp_path / "s.json")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    saved = json.loads((tmp_path / "s.json").read_text())
+    expected = independent_stats(tiny_dataset, "val", [0, 1])
+    assert saved["depth_mean"] == pytest.approx(expected["depth_mean"], rel=1e-9)
+    assert f"mean {expected['depth_mean']:.4f}  std {expected['depth_std']:.4f}" in out
+    road = next(line for line in out.splitlines() if line.startswith("road "))
+    assert road.split()[-1] == f"{100 * expected['class_frequency'][0]:.3f}"
+    with Image.open(tiny_dataset / "depth_histogram_val.png") as image:
+        assert image.format == "PNG" and image.size[0] > 100
+
+
+def test_stats_of_a_split_without_ground_truth_fail_clearly(tiny_dataset, capsys):
+    rc = main(["data", "stats", "--root", str(tiny_dataset), "--split", "test"])
+    assert rc == 1
+    assert "no ['semseg', 'depth'] folder" in capsys.readouterr().err

@@ -1,0 +1,203 @@
+"""End-to-end training on CPU: run directory contents, exact resume after SIGKILL, DDP metrics, the log-depth pitfall."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_tiny_dataset
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mtl.cli.main import main
+from mtl.data.miniscapes import MiniScapes
+from mtl.engine.checkpoint import load_module
+from mtl.engine.evaluate import evaluate_split
+
+pytestmark = pytest.mark.slow
+
+# Small and fast: ResNet-18, 64×64 images, no worker processes, deterministic kernels.
+BASE_FLAGS = [
+    "--model_encoder_name", "resnet18",
+    "--batch_size", "2",
+    "--batch_size_validation", "2",
+    "--aug_input_crop_size", "64",
+    "--workers", "0",
+    "--workers_validation", "0",
+    "--depth_stats", "miniscapes",
+    "--progress_bar", "false",
+    "--log_every_n_steps", "1",
+    "--optimizer", "adam",
+    "--optimizer_lr", "0.001",
+    "--observe_valid_ids", "0,1",
+    "--num_steps_visualization_first", "1",
+]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+
+
+def mtl_subprocess(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mtl.cli.main", *args], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_dataset(tmp_path_factory.mktemp("train") / "data", {"train": 8, "val": 5, "test": 3}, 64, 64)
+
+
+def test_two_epochs_write_a_complete_run_directory(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    code = main(["train", "--dataset_root", str(dataset), "--log_dir", str(run), "--num_epochs", "2", *BASE_FLAGS])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "epoch 1 | grader" in out and "mIoU" in out and "SI-logRMSE" in out
+
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0, "histograms": 0})
+    events.Reload()
+    tags = events.Tags()
+    for tag in [
+        "metrics_summary/semseg", "metrics_summary/depth", "metrics_summary/total", "metrics_summary/grader",
+        "loss_train/semseg", "loss_train/depth", "loss_train/total", "loss_val/semseg", "loss_val/depth",
+        "loss_val/total", "LR", "metrics_task_semseg/traffic_light", "metrics_task_depth/si_log_rmse",
+    ]:
+        assert tag in tags["scalars"], tag
+    assert {"train/batch_crops", "valid/observed_samples"} <= set(tags["images"])
+    assert any("depth" in t and "metres" in t for t in tags["histograms"])
+
+    rows = read_rows(run / "metrics.csv")
+    val_rows = [r for r in rows if r.get("metrics_summary/grader")]
+    assert len(val_rows) == 2
+    assert {r["epoch"] for r in val_rows} == {"0.0", "1.0"}
+    assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    with zipfile.ZipFile(run / "source.zip") as zf:
+        cmd = zf.read("cmd.txt").decode()
+        assert "mtl/engine/module.py" in zf.namelist()
+    assert "model_name: deeplabv3p\n" in cmd and "num_epochs" not in cmd and "dataset_root" not in cmd
+
+    with zipfile.ZipFile(run / "submission.zip") as zf:
+        names = set(zf.namelist())
+    assert {f"predictions/{t}/{i}.png" for t in ("semseg", "depth") for i in range(3)} <= names
+    assert {"checkpoints/best.ckpt", "source.zip", "metrics.csv"} <= names
+    capsys.readouterr()
+    assert main(["grade", str(run / "submission.zip"), "--gt", str(dataset / "test_gt")]) == 0
+    graded = json.loads(capsys.readouterr().out)
+    assert 0 <= graded["grader"] <= 100 and graded["num_images"] == 3
+
+    # checkpoints load without unpickling code, and the best one reproduces its logged validation score
+    best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    module = load_module(run / "checkpoints" / "best.ckpt")
+    scores = evaluate_split(module, MiniScapes(dataset, "val"), batch_size=2)
+    best_row = max(val_rows, key=lambda r: float(r["metrics_summary/grader"]))
+    assert scores["miou"] == pytest.approx(float(best_row["metrics_summary/semseg"]), abs=1e-4)
+    assert scores["si_log_rmse"] == pytest.approx(float(best_row["metrics_summary/depth"]), abs=1e-4)
+    assert best["mtl"]["epoch"] in (0, 1)
+
+
+def test_resume_refuses_changed_command_line(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--dataset_root", str(dataset), "--log_dir", str(run), "--num_epochs", "1",
+                 "--prepare_submission", "no", *BASE_FLAGS]) == 0
+    capsys.readouterr()
+    code = main(["train", "--dataset_root", str(dataset), "--log_dir", str(run), "--num_epochs", "1",
+                 "--resume", str(run), *BASE_FLAGS, "--optimizer_lr", "0.5"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "refusing to resume" in err and "--optimizer_lr: 0.001 → 0.5" in err
+    assert main(["train", "--dataset_root", str(dataset), "--log_dir", str(run), "--num_epochs", "1", *BASE_FLAGS]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(dataset: Path, tmp_path: Path) -> None:
+    flags = ["--dataset_root", str(dataset), "--num_epochs", "3", "--checkpoint_every_n_steps", "3",
+             "--deterministic", "true", "--prepare_submission", "no", *BASE_FLAGS]
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    done = mtl_subprocess("train", "--log_dir", str(reference), *flags)
+    assert done.wait(timeout=600) == 0, done.stdout.read()
+
+    victim = mtl_subprocess("train", "--log_dir", str(interrupted), *flags)
+    last = interrupted / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait(timeout=60) == -signal.SIGKILL, "training finished before it could be killed"
+    killed_at = torch.load(last, weights_only=True)["global_step"]
+    assert 0 < killed_at < 12
+
+    resumed = mtl_subprocess("train", "--log_dir", str(interrupted), "--resume", str(interrupted), *flags)
+    assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
+
+    a = torch.load(reference / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(last, weights_only=True)
+    assert a["global_step"] == b["global_step"] == 12
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    assert read_rows(reference / "metrics.csv") == read_rows(interrupted / "metrics.csv")
+
+
+def test_sigterm_saves_checkpoint_and_exits_cleanly(dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = mtl_subprocess("train", "--log_dir", str(run), "--dataset_root", str(dataset), "--num_epochs", "50",
+                          "--checkpoint_every_n_steps", "0", "--prepare_submission", "no", *BASE_FLAGS)
+    metrics = run / "metrics.csv"
+    deadline = time.monotonic() + 300
+    while not (metrics.exists() and read_rows(metrics)) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    output = proc.stdout.read()
+    assert "received SIGTERM" in output and "--resume" in output and "Traceback" not in output
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["global_step"] > 0
+
+
+def test_ddp_two_processes_report_single_process_metrics(dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "ddp"
+    proc = mtl_subprocess("train", "--log_dir", str(run), "--dataset_root", str(dataset), "--num_epochs", "1",
+                          "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--prepare_submission", "no",
+                          *BASE_FLAGS)
+    assert proc.wait(timeout=600) == 0, proc.stdout.read()
+    row = [r for r in read_rows(run / "metrics.csv") if r.get("metrics_summary/grader")][-1]
+    # 5 validation images over 2 processes (3 + 2): no sample padded or dropped
+    module = load_module(run / "checkpoints" / "last.ckpt")
+    single = evaluate_split(module, MiniScapes(dataset, "val"), batch_size=2)
+    assert float(row["metrics_summary/semseg"]) == pytest.approx(single["miou"], abs=1e-4)
+    assert float(row["metrics_summary/depth"]) == pytest.approx(single["si_log_rmse"], abs=1e-4)
+    assert float(row["metrics_task_depth/rmse"]) == pytest.approx(single["depth_metrics"]["rmse"], rel=1e-5)
+
+
+def test_log_depth_validation_matches_grader_on_written_pngs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Metrics compare metres with untouched ground truth whatever the training unit (a published pitfall)."""
+    data = make_tiny_dataset(tmp_path / "data", {"train": 4, "val": 4, "test": 0}, 64, 64, seed=3)
+    run = tmp_path / "run"
+    assert main(["train", "--dataset_root", str(data), "--log_dir", str(run), "--num_epochs", "1",
+                 "--depth_unit", "log", "--loss_depth", "l1", *BASE_FLAGS]) == 0
+    row = [r for r in read_rows(run / "metrics.csv") if r.get("metrics_summary/depth")][-1]
+    from mtl.engine.submission import predict_split
+
+    predict_split(load_module(run / "checkpoints" / "best.ckpt"), MiniScapes(data, "val", ("rgb",)),
+                  tmp_path / "sub" / "predictions", 2, "cpu")
+    with zipfile.ZipFile(tmp_path / "sub.zip", "w") as zf:
+        for file in (tmp_path / "sub" / "predictions").rglob("*.png"):
+            zf.write(file, file.relative_to(tmp_path / "sub").as_posix())
+    capsys.readouterr()
+    assert main(["grade", str(tmp_path / "sub.zip"), "--gt", str(data / "val")]) == 0
+    graded = json.loads(capsys.readouterr().out)
+    # PNG disparity codes quantise depth (coarsely near 300 m); the gap stays a small fraction of the score
+    val_si = float(row["metrics_summary/depth"])
+    assert graded["si_log_rmse"] == pytest.approx(val_si, rel=0.05, abs=1.0)
+    assert graded["miou"] == pytest.approx(float(row["metrics_summary/semseg"]), abs=1e-4)
