@@ -75,7 +75,10 @@ DEFECTS = {
         ["train/rgb/notes.txt: stray entry", "train/rgb/07.jpg: stray entry", "val/extra: stray folder"],
     ),
     "test_gt mismatch": (
-        lambda r: [(r / "test_gt/depth/1.png").unlink(), shutil.copy(r / "test_gt/semseg/0.png", r / "test_gt/semseg/2.png")],
+        lambda r: [
+            (r / "test_gt/depth/1.png").unlink(),
+            shutil.copy(r / "test_gt/semseg/0.png", r / "test_gt/semseg/2.png"),
+        ],
         ["test_gt/depth/1.png: missing file", "test_gt/semseg/2.png: no matching"],
     ),
     "test_gt size": (
@@ -92,7 +95,8 @@ def test_each_defect_is_reported_by_path(tiny_dataset, capsys, defect):
     rc, lines = check(capsys, tiny_dataset)
     assert rc == 1
     problems = lines[:-1]
-    assert re.fullmatch(rf"{re.escape(str(tiny_dataset))}: {len(problems)} problem\(s\) found, \d+ files checked", lines[-1])
+    summary = rf"{re.escape(str(tiny_dataset))}: {len(problems)} problem\(s\) found, \d+ files checked"
+    assert re.fullmatch(summary, lines[-1])
     for fragment in expected:
         assert any(fragment in line for line in problems), (fragment, lines)
     assert all(line.startswith(str(tiny_dataset)) for line in problems)

@@ -232,7 +232,8 @@ def test_rejects_a_total_size_over_the_limit(tmp_path, gt_dir, capsys):
     entries = {**perfect_entries(gt_dir), "checkpoints/last.ckpt": bytes(3 * 2**20)}  # 3 MiB of zeros, tiny zipped
     submission = write_zip(tmp_path / "s.zip", entries)
     assert submission.stat().st_size < 2**20
-    expect_rejection(capsys, submission, gt_dir, "bytes uncompressed, over the limit of 1073741", extra=("--max-total-gib", "0.001"))
+    limit = ("--max-total-gib", "0.001")
+    expect_rejection(capsys, submission, gt_dir, "bytes uncompressed, over the limit of 1073741", extra=limit)
     rc, _, _ = grade(capsys, submission, "--gt", gt_dir)  # the default 2 GiB accepts it, and ignores the checkpoint
     assert rc == 0
 
@@ -336,18 +337,15 @@ def test_rejects_depth_code_zero(tmp_path, gt_dir, capsys):
 
 def test_rejects_undecodable_pngs(tmp_path, gt_dir, capsys):
     name = "predictions/semseg/1.png"
-    expect_rejection(
-        capsys, replace_entry(tmp_path, gt_dir, name, b"\x89PNG garbage"), gt_dir, f"entry {name!r} is not a decodable PNG"
-    )
     truncated = png(np.random.default_rng(0).integers(0, 19, (H, W)))[:-200]
-    expect_rejection(
-        capsys, replace_entry(tmp_path, gt_dir, name, truncated), gt_dir, f"entry {name!r} is not a decodable PNG"
-    )
     jpeg = io.BytesIO()
     Image.fromarray(np.zeros((H, W), np.uint8)).save(jpeg, format="JPEG")
-    expect_rejection(
-        capsys, replace_entry(tmp_path, gt_dir, name, jpeg.getvalue()), gt_dir, f"entry {name!r} is a JPEG image, expected PNG"
-    )
+    for data, message in (
+        (b"\x89PNG garbage", "is not a decodable PNG"),
+        (truncated, "is not a decodable PNG"),
+        (jpeg.getvalue(), "is a JPEG image, expected PNG"),
+    ):
+        expect_rejection(capsys, replace_entry(tmp_path, gt_dir, name, data), gt_dir, f"entry {name!r} {message}")
 
 
 def test_reports_a_missing_ground_truth_folder(tmp_path, capsys):

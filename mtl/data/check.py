@@ -95,7 +95,8 @@ def find_problems(root: str | Path, progress: bool = True) -> tuple[list[str], i
             if split == "test":
                 test_count = count
     if (root / "test_gt").is_dir():
-        _scan_group(_Group(root / "test_gt", ("semseg", "depth"), (), test_count, root / "test" / "rgb"), problems, files)
+        test_gt = _Group(root / "test_gt", ("semseg", "depth"), (), test_count, root / "test" / "rgb")
+        _scan_group(test_gt, problems, files)
 
     sizes: list[tuple[Path, tuple[int, int]]] = []
     for path, modality in tqdm(files, desc="checking", unit="file", file=sys.stderr, delay=2.0, disable=not progress):

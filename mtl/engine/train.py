@@ -7,6 +7,7 @@ import os
 import signal
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,13 @@ def plain_config(cfg: argparse.Namespace) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items()}
 
 
-def build_trainer(cfg: argparse.Namespace, log_dir: Path, csv_logger: CSVMetrics, purge_step: int | None) -> pl.Trainer:
+def build_trainer(
+    cfg: argparse.Namespace,
+    log_dir: Path,
+    csv_logger: CSVMetrics,
+    purge_step: int | None,
+    extra_callbacks: Sequence[pl.Callback] = (),
+) -> pl.Trainer:
     tensorboard = TensorBoardLogger(
         save_dir=str(log_dir), name="", version="", default_hp_metric=False, purge_step=purge_step
     )
@@ -90,7 +97,7 @@ def build_trainer(cfg: argparse.Namespace, log_dir: Path, csv_logger: CSVMetrics
         precision=cfg.precision,
         max_epochs=cfg.num_epochs,
         logger=[tensorboard, csv_logger],
-        callbacks=[LastCheckpoint(log_dir / "checkpoints", cfg.checkpoint_every_n_steps), best],
+        callbacks=[LastCheckpoint(log_dir / "checkpoints", cfg.checkpoint_every_n_steps), best, *extra_callbacks],
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
@@ -102,8 +109,8 @@ def build_trainer(cfg: argparse.Namespace, log_dir: Path, csv_logger: CSVMetrics
     )
 
 
-def run_training(cfg: argparse.Namespace) -> Path:
-    """Train (or continue) one run; returns the run directory."""
+def run_training(cfg: argparse.Namespace, extra_callbacks: Sequence[pl.Callback] = ()) -> Path:
+    """Train (or continue) one run; returns the run directory. ``extra_callbacks``: e.g. a tuner's pruning hook."""
     log_dir, ckpt = prepare_run_dir(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.deterministic:
@@ -122,7 +129,7 @@ def run_training(cfg: argparse.Namespace) -> Path:
     if resume_state is not None:
         csv_logger.truncate(resume_state["csv_rows"])
     purge_step = None if resume_state is None else resume_state["global_step"]
-    trainer = build_trainer(cfg, log_dir, csv_logger, purge_step)
+    trainer = build_trainer(cfg, log_dir, csv_logger, purge_step, extra_callbacks)
     module = MultiTaskModule(plain_config(cfg), depth_mean, depth_std)
     module.csv_logger = csv_logger
     module.steps_per_epoch = datamodule.steps_per_epoch(trainer.world_size)

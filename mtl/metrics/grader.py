@@ -66,7 +66,8 @@ def _prediction_entries(archive: SafeZip, indices: list[int], gt: Path) -> dict[
         match = _PREDICTION_NAME.fullmatch(name)
         if not match:
             raise SubmissionError(
-                f"{archive.path}: unexpected entry {name!r} (predictions/ may only hold semseg/<i>.png and depth/<i>.png)"
+                f"{archive.path}: unexpected entry {name!r} "
+                "(predictions/ may only hold semseg/<i>.png and depth/<i>.png)"
             )
         task, index = match.group(1), int(match.group(2))
         if index not in wanted:

@@ -119,16 +119,16 @@ class Facade:
 
 
 class Paneled:
-    """Vehicles and other painted boxes: a body colour with a window band between two heights on the
-    vertical faces, optional head/tail lights at the two ends along local z."""
+    """Vehicles and other painted boxes: a body colour with a window band between two local heights
+    on the vertical faces, optional head lights (local +z end) and tail lights (-z end) in the
+    corners of the end faces."""
 
-    def __init__(self, body, glass=(30, 35, 40), band=None, lights: bool = False, half_height: float = 0.0,
+    def __init__(self, body, glass=(30, 35, 40), band=None, lights: tuple[float, float, float] | None = None,
                  pillar: float = 0.0) -> None:
         self.body = srgb(body)
         self.glass = srgb(glass)
         self.band = band  # (low, high) in local y (from the part's centre), or None
-        self.lights = lights
-        self.half_height = half_height
+        self.lights = lights  # (half width of the box, low, high local y of the lamps), or None
         self.pillar = pillar  # spacing of window pillars along local z (0 = none)
 
     def __call__(self, hit: Hit) -> np.ndarray:
@@ -141,13 +141,12 @@ class Paneled:
             if self.pillar > 0:
                 win &= ~((np.abs(n[:, 0]) > 0.5) & ((p[:, 2] % self.pillar) < 0.12))
             color = np.where(win[:, None], self.glass, color)
-        if self.lights:
-            end = np.abs(n[:, 2]) > 0.5
-            y = p[:, 1] + self.half_height
-            lamp = end & (y > 0.5 * self.half_height * 2 - 0.15) & (y < 0.5 * self.half_height * 2 + 0.05)
-            lamp &= np.abs(np.abs(p[:, 0]) - 0.7) < 0.15
-            lamp_color = np.where((n[:, 2] > 0)[:, None], srgb((255, 250, 220)), srgb((200, 20, 20)))
-            color = np.where(lamp[:, None], lamp_color, color)
+        if self.lights is not None:
+            hw, low, high = self.lights
+            lamp = (np.abs(n[:, 2]) > 0.5) & (p[:, 1] > low) & (p[:, 1] < high)
+            lamp &= (np.abs(p[:, 0]) > hw - 0.35) & (np.abs(p[:, 0]) < hw - 0.07)
+            head = np.where((n[:, 2] > 0)[:, None], srgb((255, 250, 225)), srgb((190, 15, 15)))
+            color = np.where(lamp[:, None], head, color)
         return color
 
 

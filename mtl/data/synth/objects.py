@@ -55,7 +55,7 @@ def car(rng: np.random.Generator, place: Placement) -> list[Part]:
     body_h = body_top - clearance
     parts = [
         Part(Box(place.at(0, clearance + body_h / 2, 0), (width, body_h, length), place.yaw), CAR,
-             Paneled(paint, lights=True, half_height=body_h / 2,
+             Paneled(paint, lights=(width / 2, body_h / 2 - 0.3, body_h / 2 - 0.12),
                      band=(body_h / 2 - 0.6, body_h / 2 - 0.1) if kind == "van" else None)),
     ]
     cabin_len = length * (0.5 if kind == "sedan" else 0.62 if kind != "van" else 0.75)
@@ -78,7 +78,7 @@ def truck(rng: np.random.Generator, place: Placement) -> list[Part]:
     front = (cab_len + cargo_len + 0.3) / 2
     parts = [
         Part(Box(place.at(0, 1.85, front - cab_len / 2), (width - 0.05, 2.5, cab_len), place.yaw), TRUCK,
-             Paneled(cab_paint, band=(0.1, 1.1), lights=True, half_height=1.25)),
+             Paneled(cab_paint, band=(0.1, 1.1), lights=(width / 2, -1.05, -0.85))),
         Part(Box(place.at(0, 2.35, front - cab_len - 0.3 - cargo_len / 2), (width, 3.3, cargo_len), place.yaw), TRUCK,
              Paneled(cargo_paint)),
         Part(Box(place.at(0, 0.75, 0), (width - 0.5, 0.35, cab_len + cargo_len), place.yaw), TRUCK, Solid((40, 40, 40))),
@@ -92,24 +92,25 @@ def bus(rng: np.random.Generator, place: Placement) -> list[Part]:
     length = rng.uniform(10.5, 13.0)
     paint = _choice(rng, [(230, 200, 30), (200, 30, 30), (30, 80, 160), (235, 235, 230), (40, 130, 70), (230, 120, 20)])
     body = Part(Box(place.at(0, 1.8, 0), (2.55, 3.0, length), place.yaw), BUS,
-                Paneled(paint, glass=(35, 45, 55), band=(-0.45, 1.1), lights=True, half_height=1.5, pillar=1.6))
+                Paneled(paint, glass=(35, 45, 55), band=(-0.45, 1.1), lights=(1.275, -1.1, -0.9), pillar=1.6))
     return [body] + _axles(place, BUS, 0.5, 2.4, (length / 2 - 2.5, -length / 2 + 3.0))
 
 
 def tram(rng: np.random.Generator, place: Placement) -> list[Part]:
-    """Tram (class train): two to four cars joined by narrow bellows, with a pantograph on the roof."""
+    """Tram (class train): two to four cars joined by narrow bellows, with a pantograph on the roof.
+    It starts at the placement and extends along the placement's forward direction."""
     cars = int(rng.integers(2, 5))
     car_len = rng.uniform(7.0, 10.0)
     paint = _choice(rng, [(200, 30, 40), (240, 240, 235), (30, 90, 170), (240, 190, 30), (60, 140, 80)])
-    material = Paneled(paint, glass=(35, 45, 55), band=(-0.3, 1.0), lights=True, half_height=1.6, pillar=1.5)
+    material = Paneled(paint, glass=(35, 45, 55), band=(-0.3, 1.0), lights=(1.2, -1.2, -1.0), pillar=1.5)
     parts: list[Part] = []
     for k in range(cars):
-        z = -k * (car_len + 0.6)
+        z = car_len / 2 + k * (car_len + 0.6)
         parts.append(Part(Box(place.at(0, 2.0, z), (2.4, 3.2, car_len), place.yaw), TRAIN, material))
         if k:
-            parts.append(Part(Box(place.at(0, 1.9, z + car_len / 2 + 0.3), (2.0, 2.8, 0.7), place.yaw), TRAIN,
+            parts.append(Part(Box(place.at(0, 1.9, z - car_len / 2 - 0.3), (2.0, 2.8, 0.7), place.yaw), TRAIN,
                               Solid((50, 50, 50))))
-    parts.append(Part(Box(place.at(0, 3.95, -0.5), (1.4, 0.5, 0.08), place.yaw), TRAIN, Solid((60, 60, 60))))
+    parts.append(Part(Box(place.at(0, 3.95, car_len / 2), (1.4, 0.5, 0.08), place.yaw), TRAIN, Solid((60, 60, 60))))
     return parts
 
 
@@ -225,6 +226,10 @@ def traffic_light(rng: np.random.Generator, place: Placement, overhang: float = 
     for right, y in heads:
         center = place.at(right, y, -0.2)
         parts.append(Part(Box(center, (0.34, 0.95, 0.28), place.yaw), LIGHT, Lamps(lit, 0.475)))
+    if overhang == 0 and rng.random() < 0.5:  # a head for the cross traffic, seen from the side
+        side = float(rng.choice([-1.0, 1.0]))
+        parts.append(Part(Box(place.at(0.25 * side, height - 0.6, 0.0), (0.34, 0.95, 0.28), place.yaw + side * np.pi / 2),
+                          LIGHT, Lamps(2 - lit, 0.475)))
     return parts
 
 

@@ -332,12 +332,12 @@ def _furniture(rng: np.random.Generator, street: Street) -> list[Part]:
         for side in (-1, 1):
             x = side * (street.walk_inner(side) + 0.4)
             for z in (near, far):
-                if rng.random() < 0.8:
+                if rng.random() < 0.9:
                     parts += obj.traffic_light(rng, Placement(x, street.kerb, z, 0.0))
-        if rng.random() < 0.5:
+        if rng.random() < 0.7:
             reach = -rng.uniform(3.0, max(3.5, street.road_half))
             parts += obj.traffic_light(rng, Placement(street.walk_inner(1) + 0.4, street.kerb, far, 0.0), overhang=reach)
-    elif rng.random() < 0.4:  # a pedestrian crossing with signals mid-block
+    elif rng.random() < 0.5:  # a pedestrian crossing with signals mid-block
         z = rng.uniform(20, 70)
         for side in (-1, 1):
             parts += obj.traffic_light(rng, Placement(side * (street.walk_inner(side) + 0.4), street.kerb, z, 0.0))
@@ -347,14 +347,15 @@ def _furniture(rng: np.random.Generator, street: Street) -> list[Part]:
 def _traffic(rng: np.random.Generator, street: Street, style: str, cam_x: float, tram_lane) -> list[Part]:
     """Moving vehicles in the lanes, parked cars, cyclists and motorcyclists, an optional tram."""
     parts: list[Part] = []
-    heavy = {"city": (0.07, 0.06), "residential": (0.05, 0.03), "suburb": (0.04, 0.01)}[style]
+    heavy = {"city": (0.04, 0.04), "residential": (0.03, 0.02), "suburb": (0.03, 0.01)}[style]
     p_motorbike = 0.05
     for x, direction in street.lanes:
         ego = abs(x - cam_x) < street.lane_width / 2
         yaw = 0.0 if direction > 0 else np.pi
         z = rng.uniform(8, 25) if ego else rng.uniform(-6, 20)
-        if tram_lane is not None and x == tram_lane[0]:
-            parts += obj.tram(rng, Placement(x, 0, z + 15 if direction > 0 else z + 40, yaw))
+        if tram_lane is not None and x == tram_lane[0]:  # the tram extends away from its placement
+            start = rng.uniform(15, 60) if direction > 0 else rng.uniform(40, 100)
+            parts += obj.tram(rng, Placement(x, 0, start, yaw))
             continue
         while z < 160:
             pick = rng.random()
@@ -378,9 +379,9 @@ def _traffic(rng: np.random.Generator, street: Street, style: str, cam_x: float,
     if street.parking:
         for side in (-1, 1):
             x = side * (street.road_half - 1.1)
-            z = rng.uniform(-8, 5)
+            z = rng.uniform(-2, 8)
             while z < 140:
-                if not street.in_cross(z, 6) and rng.random() < 0.8:
+                if not street.in_cross(z, 6) and rng.random() < 0.65:
                     yaw = (0.0 if rng.random() < 0.7 else np.pi) + rng.normal(0, 0.03)
                     parts += obj.car(rng, Placement(x, 0, z, yaw))
                 z += rng.uniform(5.2, 7.0)
@@ -399,11 +400,11 @@ def _traffic(rng: np.random.Generator, street: Street, style: str, cam_x: float,
 
 def _people(rng: np.random.Generator, street: Street, style: str) -> list[Part]:
     parts: list[Part] = []
-    count = int(rng.poisson({"city": 7, "residential": 3.5, "suburb": 2}[style]))
+    count = int(rng.poisson({"city": 10, "residential": 5, "suburb": 3}[style]))
     for _ in range(count):
         side = int(rng.choice([-1, 1]))
         x = side * rng.uniform(street.walk_inner(side) + 0.4, street.walk_outer(side) - 0.3)
-        z = rng.uniform(2, 80)
+        z = 3.0 + min(rng.exponential(20.0), 80.0)
         yaw = (0.0 if rng.random() < 0.5 else np.pi) + rng.normal(0, 0.3)
         for k in range(1 if rng.random() < 0.7 else int(rng.integers(2, 4))):  # some walk in groups
             parts += obj.person(rng, Placement(x + side * 0.6 * k, street.kerb, z + rng.normal(0, 0.3), yaw))
@@ -435,8 +436,8 @@ def _light(rng: np.random.Generator) -> Light:
         sun_dir=sun_dir,
         sun=np.array([1.0, 0.96 - warm / 2, 0.9 - warm]) * rng.uniform(2.6, 3.4),
         ambient=np.array([0.55, 0.65, 0.85]) * rng.uniform(0.6, 0.85),
-        horizon=np.array([0.75, 0.82, 0.92]) * rng.uniform(0.85, 1.05),
-        zenith=np.array([0.18, 0.35, 0.75]) * rng.uniform(0.8, 1.1),
+        horizon=np.array([0.62, 0.72, 0.86]) * rng.uniform(0.85, 1.05),
+        zenith=np.array([0.12, 0.27, 0.65]) * rng.uniform(0.8, 1.1),
         clouds=rng.uniform(0.0, 0.6),
         haze=rng.uniform(300, 1200),
         exposure=rng.uniform(0.85, 1.15),

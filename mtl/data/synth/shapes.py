@@ -1,9 +1,11 @@
 """Analytic ray intersection with boxes, ellipsoids and cylinders in their own (yawed) frames.
 
-A shape is placed by a centre and a yaw about the world up axis. Rays are given as origins (3,) or
-(N, 3) and directions (N, 3) in world coordinates, not necessarily unit length; ``intersect`` returns
-the ray parameter of the first hit in front of the origin (inf for a miss), so with camera rays
-(camera-z component 1) the result is the depth. Everything is vectorised over rays.
+A shape is placed by a centre and a yaw about the world up axis. The intersection kernels take
+local ray origins and directions (not necessarily unit length) and the shape's parameters, each
+either one row for a single shape or one row per ray, so the same code intersects one shape with
+many rays or many small shapes with their own rays in a single vectorised call. They return the
+ray parameter of the first hit in front of the origin (inf for a miss): with camera rays (camera-z
+component 1) that is the depth.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import itertools
 
 import numpy as np
 
-from mtl.data.synth.camera import rotation_y
 
 EPS = 1e-4
 _SIGNS = np.array(list(itertools.product((-1.0, 1.0), repeat=3)))
@@ -25,115 +26,147 @@ def dot3(a: np.ndarray, b) -> np.ndarray:
     return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
 
 
-class Shape:
-    """Base: local frame handling. Subclasses define ``half`` (local bounding half-sizes),
-    ``intersect_local`` (rays already in the local frame) and ``normal``."""
+def to_local(v: np.ndarray, cos, sin) -> np.ndarray:
+    """World vectors (N, 3) into frames yawed by (cos, sin), scalars or one per vector."""
+    x, z = v[..., 0], v[..., 2]
+    return np.stack([cos * x - sin * z, v[..., 1], sin * x + cos * z], axis=-1)
 
+
+def to_world(v: np.ndarray, cos, sin) -> np.ndarray:
+    x, z = v[..., 0], v[..., 2]
+    return np.stack([cos * x + sin * z, v[..., 1], cos * z - sin * x], axis=-1)
+
+
+def box_hits(o: np.ndarray, d: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """Slab test against the box |p| <= half."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = 1.0 / d
+        t1 = (-half - o) * inv
+        t2 = (half - o) * inv
+    lo, hi = np.fmin(t1, t2), np.fmax(t1, t2)  # fmin/fmax skip the NaN of 0·inf (ray along a face)
+    near = np.fmax(np.fmax(lo[..., 0], lo[..., 1]), lo[..., 2])
+    far = np.fmin(np.fmin(hi[..., 0], hi[..., 1]), hi[..., 2])
+    t = np.where(near > EPS, near, far)
+    return np.where((far >= near) & (t > EPS), t, np.inf).astype(np.float32)
+
+
+def ellipsoid_hits(o: np.ndarray, d: np.ndarray, inv_radii: np.ndarray) -> np.ndarray:
+    """Unit-sphere test after scaling the local frame by 1 / radii."""
+    o = o * inv_radii
+    d = d * inv_radii
+    a = dot3(d, d)
+    b = dot3(d, o)
+    c = dot3(o, o) - 1.0
+    disc = b * b - a * c
+    with np.errstate(invalid="ignore"):
+        root = np.sqrt(disc)
+    t0 = (-b - root) / a
+    t1 = (-b + root) / a
+    t = np.where(t0 > EPS, t0, t1)
+    return np.where((disc >= 0) & (t > EPS), t, np.inf).astype(np.float32)
+
+
+def cylinder_hits(o: np.ndarray, d: np.ndarray, radius, half_length, axis: int) -> np.ndarray:
+    """Closed cylinder around local ``axis``: side wall within ±half_length, and the two caps."""
+    i, j = [k for k in range(3) if k != axis]
+    oi, oj, oa = o[..., i], o[..., j], o[..., axis]
+    di, dj, da = d[..., i], d[..., j], d[..., axis]
+    a = di * di + dj * dj
+    b = oi * di + oj * dj
+    c = oi * oi + oj * oj - radius * radius
+    disc = b * b - a * c
+    with np.errstate(invalid="ignore", divide="ignore"):
+        root = np.sqrt(disc)
+        s0 = (-b - root) / a
+        s1 = (-b + root) / a
+        side0 = (disc >= 0) & (s0 > EPS) & (np.abs(oa + s0 * da) <= half_length)
+        side1 = (disc >= 0) & (s1 > EPS) & (np.abs(oa + s1 * da) <= half_length)
+        best = np.where(side0, s0, np.where(side1, s1, np.inf))
+        for cap in (-half_length, half_length):
+            tc = (cap - oa) / da
+            ci, cj = oi + tc * di, oj + tc * dj
+            ok = (tc > EPS) & (ci * ci + cj * cj <= radius * radius) & (tc < best)
+            best = np.where(ok, tc, best)
+    return best.astype(np.float32)
+
+
+def corners(shapes: list[Shape]) -> np.ndarray:
+    """N×8×3 world corners of the local bounding boxes of many shapes."""
+    center = np.array([s.center for s in shapes])
+    half = np.array([s.half for s in shapes])
+    cos = np.array([s.cos for s in shapes], dtype=np.float64)[:, None]
+    sin = np.array([s.sin for s in shapes], dtype=np.float64)[:, None]
+    local = _SIGNS[None] * half[:, None, :]
+    return np.stack([cos * local[..., 0] + sin * local[..., 2], local[..., 1], cos * local[..., 2] - sin * local[..., 0]], axis=-1) + center[:, None, :]
+
+
+class Shape:
+    """Placement (centre, yaw) and the local bounding box. Subclasses set ``half`` (local
+    half-extent), ``kind`` (shapes of one kind are intersected together), ``params`` and
+    implement ``hits`` and ``normal``."""
+
+    kind: str
     half: np.ndarray
+    params: np.ndarray  # float32 row handed to the kernel
 
     def __init__(self, center, yaw: float = 0.0) -> None:
         self.center = np.asarray(center, dtype=np.float64)
         self.yaw = float(yaw)
-        self.rot = rotation_y(self.yaw)  # local-to-world
-        self.rot32 = self.rot.astype(np.float32)
+        self.cos, self.sin = np.float32(np.cos(self.yaw)), np.float32(np.sin(self.yaw))
 
-    def corners(self) -> np.ndarray:
-        """The 8 world corners of the local bounding box."""
-        return (_SIGNS * self.half) @ self.rot.T + self.center
+    def local_points(self, p: np.ndarray) -> np.ndarray:
+        return to_local(np.asarray(p, dtype=np.float32) - self.center.astype(np.float32), self.cos, self.sin)
 
-    def to_local_dirs(self, d: np.ndarray) -> np.ndarray:
-        if self.yaw == 0.0:
-            return d
-        r = self.rot32
-        # explicit products: a (N,3)@(3,3) matmul would go through multi-threaded BLAS
-        return np.stack(
-            [
-                d[:, 0] * r[0, 0] + d[:, 1] * r[1, 0] + d[:, 2] * r[2, 0],
-                d[:, 0] * r[0, 1] + d[:, 1] * r[1, 1] + d[:, 2] * r[2, 1],
-                d[:, 0] * r[0, 2] + d[:, 1] * r[1, 2] + d[:, 2] * r[2, 2],
-            ],
-            axis=1,
-        )
+    def local_dirs(self, d: np.ndarray) -> np.ndarray:
+        return d if self.yaw == 0.0 else to_local(d, self.cos, self.sin)
 
-    def to_local_points(self, p: np.ndarray) -> np.ndarray:
-        p = np.asarray(p, dtype=np.float32)
-        if p.ndim == 1:
-            return ((p - self.center) @ self.rot).astype(np.float32)
-        return self.to_local_dirs(p - self.center.astype(np.float32))
-
-    def to_world_dirs(self, d: np.ndarray) -> np.ndarray:
-        if self.yaw == 0.0:
-            return d
-        r = self.rot32
-        return np.stack(
-            [
-                d[:, 0] * r[0, 0] + d[:, 1] * r[0, 1] + d[:, 2] * r[0, 2],
-                d[:, 0] * r[1, 0] + d[:, 1] * r[1, 1] + d[:, 2] * r[1, 2],
-                d[:, 0] * r[2, 0] + d[:, 1] * r[2, 1] + d[:, 2] * r[2, 2],
-            ],
-            axis=1,
-        )
+    def world_dirs(self, d: np.ndarray) -> np.ndarray:
+        return d if self.yaw == 0.0 else to_world(d, self.cos, self.sin)
 
     def intersect(self, origin: np.ndarray, dirs: np.ndarray) -> np.ndarray:
-        return self.intersect_local(self.to_local_points(origin), self.to_local_dirs(dirs))
+        """World rays → ray parameter of the first hit (inf for a miss)."""
+        return self.hits(self.local_points(origin), self.local_dirs(dirs), self.params)
 
-    def normal(self, local_points: np.ndarray) -> np.ndarray:
-        """Unit local normals at local hit points."""
+    def hits(self, o: np.ndarray, d: np.ndarray, params: np.ndarray) -> np.ndarray:
+        """Kernel of this kind; ``params`` may hold one row per ray (batches of shapes)."""
         raise NotImplementedError
 
-    def intersect_local(self, o: np.ndarray, d: np.ndarray) -> np.ndarray:
+    def normal(self, p: np.ndarray) -> np.ndarray:
+        """Unit local normals at local hit points."""
         raise NotImplementedError
 
 
 class Box(Shape):
+    kind = "box"
+
     def __init__(self, center, size, yaw: float = 0.0) -> None:
         super().__init__(center, yaw)
         self.half = np.asarray(size, dtype=np.float64) / 2
-        self.half32 = self.half.astype(np.float32)
+        self.params = self.half.astype(np.float32)
 
-    def intersect_local(self, o, d):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            inv = 1.0 / d
-            t1 = (-self.half32 - o) * inv
-            t2 = (self.half32 - o) * inv
-        # fmin/fmax skip the NaN of 0·inf when a ray runs exactly along a face
-        near = np.fmax(np.fmax(np.fmin(t1[:, 0], t2[:, 0]), np.fmin(t1[:, 1], t2[:, 1])), np.fmin(t1[:, 2], t2[:, 2]))
-        far = np.fmin(np.fmin(np.fmax(t1[:, 0], t2[:, 0]), np.fmax(t1[:, 1], t2[:, 1])), np.fmax(t1[:, 2], t2[:, 2]))
-        t = np.where(near > EPS, near, far)
-        return np.where((far >= near) & (t > EPS), t, np.inf).astype(np.float32)
+    def hits(self, o, d, params):
+        return box_hits(o, d, params)
 
     def normal(self, p):
-        q = np.abs(p / self.half32)
+        q = np.abs(p / self.params)
         axis = np.argmax(q, axis=1)
-        n = np.zeros_like(p)
-        rows = np.arange(len(p))
-        n[rows, axis] = np.sign(p[rows, axis])
-        return n
+        return np.where(axis[:, None] == np.arange(3), np.sign(p), 0.0).astype(np.float32)
 
 
 class Ellipsoid(Shape):
+    kind = "ellipsoid"
+
     def __init__(self, center, radii, yaw: float = 0.0) -> None:
         super().__init__(center, yaw)
         self.half = np.asarray(radii, dtype=np.float64)
-        self.inv32 = (1.0 / self.half).astype(np.float32)
+        self.params = (1.0 / self.half).astype(np.float32)
 
-    def intersect_local(self, o, d):
-        o = o * self.inv32
-        d = d * self.inv32
-        a = (d * d).sum(axis=-1)
-        b = (d * o).sum(axis=-1)
-        c = (o * o).sum(axis=-1) - 1.0
-        disc = b * b - a * c
-        with np.errstate(invalid="ignore"):
-            root = np.sqrt(disc)
-        t0 = (-b - root) / a
-        t1 = (-b + root) / a
-        t = np.where(t0 > EPS, t0, t1)
-        return np.where((disc >= 0) & (t > EPS), t, np.inf).astype(np.float32)
+    def hits(self, o, d, params):
+        return ellipsoid_hits(o, d, params)
 
     def normal(self, p):
-        n = p * self.inv32 * self.inv32
-        return n / np.linalg.norm(n, axis=1, keepdims=True)
+        n = p * self.params * self.params
+        return n / np.sqrt(dot3(n, n))[:, None]
 
 
 class Cylinder(Shape):
@@ -141,42 +174,20 @@ class Cylinder(Shape):
 
     def __init__(self, center, radius: float, length: float, axis: int = 1, yaw: float = 0.0) -> None:
         super().__init__(center, yaw)
-        self.radius = float(radius)
         self.axis = axis
-        self.others = [k for k in range(3) if k != axis]
-        half = np.full(3, self.radius)
-        half[axis] = length / 2
-        self.half = half
+        self.kind = f"cylinder{axis}"
+        self.half = np.full(3, float(radius))
+        self.half[axis] = length / 2
+        self.params = np.array([radius, length / 2], dtype=np.float32)
 
-    def intersect_local(self, o, d):
-        a_ax, (i, j) = self.axis, self.others
-        oi, oj = (o[i], o[j]) if o.ndim == 1 else (o[:, i], o[:, j])
-        oa = o[a_ax] if o.ndim == 1 else o[:, a_ax]
-        di, dj, da = d[:, i], d[:, j], d[:, a_ax]
-        hl, r = np.float32(self.half[a_ax]), np.float32(self.radius)
-        a = di * di + dj * dj
-        b = oi * di + oj * dj
-        c = oi * oi + oj * oj - r * r
-        disc = b * b - a * c
-        with np.errstate(invalid="ignore", divide="ignore"):
-            root = np.sqrt(disc)
-            s0 = (-b - root) / a
-            s1 = (-b + root) / a
-            side = np.where((disc >= 0) & (s0 > EPS) & (np.abs(oa + s0 * da) <= hl), s0, np.inf)
-            side = np.where((disc >= 0) & ~np.isfinite(side) & (s1 > EPS) & (np.abs(oa + s1 * da) <= hl), s1, side)
-            best = side
-            for cap in (-hl, hl):
-                tc = (cap - oa) / da
-                ci, cj = oi + tc * di, oj + tc * dj
-                ok = (tc > EPS) & (ci * ci + cj * cj <= r * r)
-                best = np.where(ok & (tc < best), tc, best)
-        return best.astype(np.float32)
+    def hits(self, o, d, params):
+        return cylinder_hits(o, d, params[..., 0], params[..., 1], self.axis)
 
     def normal(self, p):
-        i, j = self.others
-        n = np.zeros_like(p)
-        on_cap = np.abs(p[:, self.axis]) >= self.half[self.axis] * 0.999
-        n[:, i] = np.where(on_cap, 0.0, p[:, i] / self.radius)
-        n[:, j] = np.where(on_cap, 0.0, p[:, j] / self.radius)
-        n[:, self.axis] = np.where(on_cap, np.sign(p[:, self.axis]), 0.0)
+        radius, half_length = self.params
+        on_cap = np.abs(p[:, self.axis]) >= half_length * 0.999
+        n = p / radius
+        n[:, self.axis] = 0.0
+        n[on_cap] = 0.0
+        n[on_cap, self.axis] = np.sign(p[on_cap, self.axis])
         return n

@@ -1,0 +1,5 @@
+"""Comparing finished (or crashed) runs: `mtl results` tables and the `mtl report` HTML page.
+
+Everything here reads a run directory only (config.yaml, metrics.csv, TensorBoard events, checkpoints);
+nothing is recomputed, so a report shows exactly what training logged.
+"""
