@@ -37,9 +37,10 @@ def make_tiny_dataset(
             ids[rng.random((height, width)) < 0.05] = 255
             depth = np.exp(rng.uniform(np.log(3.0), np.log(400.0), size=(height, width)))
             depth[: max(1, height // 8)] = np.nan
-            gt_root = root / "test_gt" if split == "test" else root / split
-            if split == "test" and not test_gt:
-                gt_root = None
+            if split == "test":
+                gt_root = root / "test_gt" if test_gt else None
+            else:
+                gt_root = root / split
             (root / split / "rgb").mkdir(parents=True, exist_ok=True)
             write_rgb(root / split / "rgb" / f"{i}.jpg", rgb)
             if gt_root is not None:

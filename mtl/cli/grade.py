@@ -18,14 +18,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "The archive is untrusted: anything malformed is rejected with a non-zero exit.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("submission", help="submission.zip")
-    parser.add_argument("--gt", required=True, help="ground-truth folder holding semseg/<i>.png and depth/<i>.png")
-    parser.add_argument("--json", default=None, help="also write the JSON result to this file")
+    parser.add_argument("submission", metavar="SUBMISSION.zip", help="the archive to score")
     parser.add_argument(
-        "--max-total-gib", type=positive_float, default=2.0, help="limit on the archive's total uncompressed size"
+        "--gt", required=True, metavar="GT_DIR", help="ground-truth folder holding semseg/<i>.png and depth/<i>.png"
+    )
+    parser.add_argument("--json", default=None, metavar="OUT", help="also write the JSON result to this file")
+    parser.add_argument(
+        "--max-total-gib", type=positive_float, default=2.0, metavar="GIB",
+        help="limit on the archive's total uncompressed size (declared sizes of all entries)",
     )
     parser.add_argument(
-        "--max-entry-mib", type=positive_float, default=64.0, help="limit on one prediction entry's uncompressed size"
+        "--max-entry-mib", type=positive_float, default=64.0, metavar="MIB",
+        help="limit on the uncompressed size of one prediction entry",
     )
     parser.set_defaults(func=_grade)
 

@@ -93,7 +93,10 @@ def save_histogram(stats: dict[str, Any], path: str | Path, title: str) -> None:
     ax.stairs(stats["histogram_counts"], edges, fill=True)
     ax.set_xscale("log")
     ax.set_xlim(edges[0], edges[-1])
-    ax.set_xlabel("depth (m), log-spaced bins")
+    ticks = [4, 10, 20, 50, 100, 200, 300]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("depth (m), log-spaced bins; stored disparity is quantised, so far bins can be empty")
     ax.set_ylabel("valid pixels")
     ax.set_title(title)
     fig.tight_layout()

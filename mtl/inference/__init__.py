@@ -2,7 +2,7 @@
 
 from mtl.inference.export import ExportModel, check_onnx, export_onnx
 from mtl.inference.images import list_images, load_image
-from mtl.inference.predict import predict_images, predict_split
+from mtl.inference.predict import predict_dataset_split, predict_images
 from mtl.inference.tta import TestTimeAugmentation
 
 __all__ = [
@@ -12,6 +12,6 @@ __all__ = [
     "export_onnx",
     "list_images",
     "load_image",
+    "predict_dataset_split",
     "predict_images",
-    "predict_split",
 ]

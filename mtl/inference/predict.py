@@ -16,9 +16,9 @@ from tqdm import tqdm
 from mtl.data.formats import write_depth, write_semseg
 from mtl.data.miniscapes import MiniScapes
 from mtl.engine.evaluate import evaluate_split
+from mtl.engine.visualize import depth_picture
 from mtl.inference.images import load_image
 from mtl.inference.pictures import overview
-from mtl.engine.visualize import depth_picture
 
 
 def _same_size_batches(paths: Sequence[Path], batch_size: int) -> Iterator[list[tuple[Path, np.ndarray]]]:
@@ -90,7 +90,7 @@ class _SplitWriter(nn.Module):
         return pred
 
 
-def predict_split(
+def predict_dataset_split(
     predictor: nn.Module, root: Path, split: str, out_dir: Path, batch_size: int, device: str
 ) -> dict[str, Any] | None:
     """Write out_dir/semseg/<i>.png and out_dir/depth/<i>.png for a split; the metrics when it has ground truth."""

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from mtl.engine.config import NON_EXPERIMENT_KEYS
+from mtl.reporting import FORMATS, SORT_KEYS
 from mtl.reporting.runs import GRADER, MIOU, SI_LOG_RMSE, Run
 
-FORMATS = ("markdown", "latex", "csv")
-SORT_KEYS = ("grader", "miou", "si_log_rmse", "name")
 _DESCENDING = {"grader", "miou"}
 # num_epochs is a run-management key only because it may grow on resume; it does change the experiment.
 _NOT_COMPARED = (NON_EXPERIMENT_KEYS - {"num_epochs"}) | {"model_name"}
@@ -89,8 +88,9 @@ def build_table(runs: list[Run], sort: str = "grader") -> tuple[list[Column], li
 def sort_rows(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
     if by == "name":
         return sorted(rows, key=lambda r: r["name"])
-    scored = [r for r in rows if r[by] is not None and not math.isnan(r[by])]
-    unscored = sorted((r for r in rows if r not in scored), key=lambda r: r["name"])
+    has_score = lambda r: r[by] is not None and not math.isnan(r[by])  # noqa: E731
+    scored = [r for r in rows if has_score(r)]
+    unscored = sorted((r for r in rows if not has_score(r)), key=lambda r: r["name"])
     sign = -1.0 if by in _DESCENDING else 1.0
     return sorted(scored, key=lambda r: (sign * r[by], r["name"])) + unscored
 

@@ -36,6 +36,9 @@ class Ground:
     dry: np.ndarray = field(default_factory=lambda: srgb((150, 140, 85)))
     offset: float = 0.0
 
+    def __post_init__(self) -> None:
+        self.palette = np.stack([self.asphalt, srgb((225, 225, 220)), srgb((150, 150, 155))]).astype(np.float32)
+
     def is_road(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
         road = np.abs(x) <= self.road_half
         if self.cross_z is not None:
@@ -56,11 +59,9 @@ class Ground:
         coarse = noise(x * 0.3 + self.offset, z * 0.3)
         patch = noise(x * 0.08, z * 0.08 + self.offset) > 0.62
         fine = noise(x * 40.0 + self.offset, z * 40.0)
-        fw = fine_weight(depth, 0.03)
-        shade = 0.8 + 0.35 * coarse - 0.15 * patch + fw * (0.4 * fine - 0.2)
+        bright = 0.8 + 0.35 * coarse - 0.15 * patch + fine_weight(depth, 0.03) * (0.4 * fine - 0.2)
         lane_pos = (x + self.road_half) % self.lane_width - self.lane_width / 2
-        shade -= 0.08 * (np.abs(np.abs(lane_pos) - 0.8) < 0.3)  # darker tyre tracks
-        color = self.asphalt * shade[:, None]
+        bright -= 0.08 * (np.abs(np.abs(lane_pos) - 0.8) < 0.3)  # darker tyre tracks
 
         paint = np.zeros(len(x), dtype=bool)
         on_main = np.ones(len(x), dtype=bool)
@@ -75,9 +76,10 @@ class Ground:
             if line.dash:
                 near &= (z % (3 * line.dash)) < line.dash
             paint |= near & on_main
-        wear = 0.75 + 0.25 * noise(x * 6.0, z * 2.0 + self.offset)
-        color = np.where(paint[:, None], srgb((225, 225, 220)) * wear[:, None], color)
+        kind = paint.astype(np.intp)
+        bright[paint] = 0.75 + 0.25 * noise(x[paint] * 6.0, z[paint] * 2.0 + self.offset)
         for rail_x in self.rails:
             steel = np.abs(np.abs(x - rail_x) - 0.72) < 0.045
-            color = np.where(steel[:, None], srgb((150, 150, 155)), color)
-        return color
+            kind[steel] = 2
+            bright[steel] = 1.0
+        return self.palette[kind] * bright[:, None]

@@ -82,40 +82,34 @@ class Facade:
         self.brick = rng.random() < 0.25
         self.half_height = half_height
         self.offset = rng.uniform(0, 256)
+        self.palette = np.stack([self.wall, self.glass, self.frame, self.glass * 0.8, self.trim, srgb((90, 88, 85))])
 
     def __call__(self, hit: Hit) -> np.ndarray:
+        # one small palette indexed per pixel (wall, glass, frame, shop, trim, roof): far fewer
+        # full-size array operations than blending colours mask by mask
         p, n = hit.local, hit.normal
         y = p[:, 1] + self.half_height  # height above the street
         along = np.where(np.abs(n[:, 0]) > 0.5, p[:, 2], p[:, 0])
-        wall_noise = noise(along * 2.0 + self.offset, y * 2.0)
-        color = self.wall * (0.85 + 0.3 * wall_noise[:, None])
-        if self.brick:
-            fw = fine_weight(hit.depth, 0.08)
-            course = np.floor(y / 0.08)
-            mortar = ((y % 0.08) < 0.015) | (((along + 0.12 * (course % 2)) % 0.24) < 0.015)
-            color = color * (1.0 - 0.35 * (mortar * fw))[:, None]
         upper = y - self.ground_floor
-        level_v = (upper % self.floor) / self.floor
-        cell_u = (along % self.spacing) / self.spacing
-        window = (
-            (upper > 0)
-            & (np.abs(cell_u - 0.5) < self.win_w / 2)
-            & (np.abs(level_v - 0.45) < self.win_h / 2)
-        )
-        frame = window & ((np.abs(cell_u - 0.5) > self.win_w / 2 - 0.04) | (np.abs(level_v - 0.45) > self.win_h / 2 - 0.04))
-        ledge = (upper > 0) & (np.abs(level_v - 0.45 + self.win_h / 2 + 0.02) < 0.025) & (np.abs(cell_u - 0.5) < self.win_w / 2 + 0.05)
-        vertical = np.abs(n[:, 1]) < 0.5
-        reflect = 0.7 + 0.6 * noise(along * 0.7 + self.offset, y * 0.3)
-        color = np.where((window & vertical & ~frame)[:, None], self.glass * reflect[:, None], color)
-        color = np.where(((frame | ledge) & vertical)[:, None], self.frame, color)
+        du = np.abs(along % self.spacing - self.spacing / 2)
+        dv = np.abs(upper % self.floor - 0.45 * self.floor)
+        half_w, half_h = self.win_w * self.spacing / 2, self.win_h * self.floor / 2
+        window = (upper > 0) & (du < half_w) & (dv < half_h)
+        kind = np.zeros(len(y), dtype=np.intp)
+        kind[window] = 1
+        kind[window & ((du > half_w - 0.08) | (dv > half_h - 0.08))] = 2
         if self.shops:
-            shop_u = (along % (self.spacing * 2)) / (self.spacing * 2)
-            shop = (y > 0.4) & (y < self.ground_floor * 0.8) & (np.abs(shop_u - 0.5) < 0.38) & vertical
-            color = np.where(shop[:, None], self.glass * 0.8, color)
-        band = (np.abs(y - self.ground_floor) < 0.15) & vertical
-        color = np.where(band[:, None], self.trim, color)
-        roof = n[:, 1] > 0.5
-        return np.where(roof[:, None], srgb((90, 88, 85)), color)
+            shop = (y > 0.4) & (y < self.ground_floor * 0.8) & (np.abs(along % (2 * self.spacing) - self.spacing) < 0.76 * self.spacing)
+            kind[shop] = 3
+        kind[np.abs(y - self.ground_floor) < 0.15] = 4
+        kind[n[:, 1] > 0.5] = 5
+        bright = 0.85 + 0.3 * noise(along * 2.0 + self.offset, y * 2.0)
+        glass = (kind == 1) | (kind == 3)
+        bright[glass] = 0.7 + 0.6 * noise(along[glass] * 0.7 + self.offset, y[glass] * 0.3)
+        if self.brick:
+            mortar = ((y % 0.08) < 0.015) | (((along + 0.12 * (np.floor(y / 0.08) % 2)) % 0.24) < 0.015)
+            bright *= 1.0 - 0.35 * (mortar & (kind == 0)) * fine_weight(hit.depth, 0.08)
+        return self.palette[kind] * bright[:, None]
 
 
 class Paneled:

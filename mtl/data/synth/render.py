@@ -1,11 +1,13 @@
 """Ray casting into a z-buffer, then deferred materials and shading (sun, cast shadows, sky, haze).
 
 Every part is intersected only with the rays inside its projected screen-space bounding box, and
-only with those whose current depth is beyond the part's nearest point (parts are drawn nearest
-first), so the cost of a part grows with the area it can still win. The geometry pass keeps the
-nearest depth and the index of the part that produced it; materials, labels and normals are then
-evaluated once per pixel for the final winner. Labels and depth therefore come from exactly the
-surface whose colour is shown.
+only with those whose current depth is beyond the part's nearest point, so the cost of a part grows
+with the area it can still win. Parts with large screen boxes go one at a time, nearest first; the
+many small ones (people, poles, far cars …) are intersected a shape kind at a time in one vectorised
+batch, because per-part overhead would dominate their cost. The geometry pass keeps the nearest
+depth and the index of the part that produced it; labels, normals and materials are then evaluated
+once per pixel for the final winner, so labels and depth come from exactly the surface whose colour
+is shown.
 """
 
 from __future__ import annotations
@@ -20,13 +22,38 @@ from mtl.data.synth.materials import Hit
 from mtl.data.synth.noise import noise
 from mtl.data.synth.parts import Part
 from mtl.data.synth.scene import Bonnet, Light, Scene
-from mtl.data.synth.shapes import corners, dot3, to_local
+from mtl.data.synth.shapes import corners, dot3, to_local, to_world
 
 SKY = CLASS_ID["sky"]
 GROUND = -1  # part index of the ground plane (and of the sky, where the depth is inf)
 SKY_PART = -2  # sorting key of sky pixels in the material pass
 BATCH_AREA = 1500  # screen-box pixels up to which parts are intersected in batches
 SHADOW_RANGE = 150.0  # metres; shadows further away are a few pixels lost in the haze
+
+
+class PartTable:
+    """The parts' placements and kernel parameters as arrays, gathered per ray by part index."""
+
+    def __init__(self, parts: list[Part]) -> None:
+        shapes = [p.shape for p in parts]
+        self.shapes = shapes
+        self.center = np.array([s.center for s in shapes], dtype=np.float32).reshape(-1, 3)
+        self.cos = np.array([s.cos for s in shapes], dtype=np.float32)
+        self.sin = np.array([s.sin for s in shapes], dtype=np.float32)
+        self.label = np.array([p.label for p in parts], dtype=np.uint8)
+
+    def by_kind(self, ids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Split part indices by shape kind: (ids of one kind, their kernel parameters)."""
+        kinds: dict[str, list[int]] = {}
+        for k in ids:
+            kinds.setdefault(self.shapes[k].kind, []).append(int(k))
+        return [(np.array(g), np.array([self.shapes[k].params for k in g], dtype=np.float32)) for g in kinds.values()]
+
+    def hits(self, ids: np.ndarray, params: np.ndarray, origins: np.ndarray, dirs: np.ndarray, pair: np.ndarray) -> np.ndarray:
+        """Ray i against part ``ids[pair[i]]`` for parts of one kind, in one kernel call."""
+        k = ids[pair]
+        cos, sin = self.cos[k], self.sin[k]
+        return self.shapes[ids[0]].hits(to_local(origins - self.center[k], cos, sin), to_local(dirs, cos, sin), params[pair])
 
 
 class Frame:
@@ -37,32 +64,32 @@ class Frame:
         self.rays = camera.rays()
         h, w = camera.height, camera.width
         self.origin = camera.position.astype(np.float32)
-        self.depth = np.where(self.rays[..., 1] < 0, -self.origin[1] / self.rays[..., 1], np.inf).astype(np.float32)
+        with np.errstate(divide="ignore"):  # the ground plane: rays pointing down hit it
+            self.depth = np.where(self.rays[..., 1] < 0, -self.origin[1] / self.rays[..., 1], np.inf).astype(np.float32)
         self.part = np.full((h, w), GROUND, dtype=np.int32)
         self.label = np.full((h, w), SKY, dtype=np.uint8)
         self.albedo = np.zeros((h, w, 3), dtype=np.float32)
         self.normal = np.zeros((h, w, 3), dtype=np.float32)
 
     def draw_parts(self, parts: list[Part]) -> None:
-        """Geometry pass. Parts with a large screen box go one by one, nearest first, each skipping
-        the pixels already covered by something nearer; the many small ones (people, poles, far
-        cars…) are intersected a kind at a time in one vectorised batch, since per-part overhead
-        would dominate their cost."""
+        """Geometry pass: nearest depth and winning part index per pixel."""
         if not parts:
             return
-        boxes, near = self.camera.screen_boxes(corners([p.shape for p in parts]))
-        area = np.clip(boxes[:, 1] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 2], 0, None)
+        table = PartTable(parts)
+        boxes, near = self.camera.screen_boxes(corners(table.shapes))
+        area = _area(boxes)
         alone = np.array([p.cutout is not None for p in parts]) | (area > BATCH_AREA)
         for k in np.argsort(near):
             if area[k] and alone[k]:
                 r0, r1, c0, c1 = boxes[k]
                 self._draw(k, parts[k], (slice(r0, r1), slice(c0, c1)), near[k])
-        for ids in _group_by_kind(parts, np.flatnonzero((area > 0) & ~alone)):
-            pix, pair = _box_pixels(boxes[ids], self.depth.shape[1])
-            depth, owner = self.depth.reshape(-1), self.part.reshape(-1)
+        depth, owner = self.depth.reshape(-1), self.part.reshape(-1)
+        rays = self.rays.reshape(-1, 3)
+        for ids, params in table.by_kind(np.flatnonzero((area > 0) & ~alone)):
+            pix, pair = _box_pixels(boxes[ids], self.camera.width)
             keep = depth[pix] > near[ids][pair]
             pix, pair = pix[keep], pair[keep]
-            t = _batch_hits([parts[k].shape for k in ids], self.origin, np.take(self.rays.reshape(-1, 3), pix, axis=0), pair)
+            t = table.hits(ids, params, self.origin, np.take(rays, pix, axis=0), pair)
             won = t < depth[pix]
             if not won.any():
                 continue
@@ -94,33 +121,47 @@ class Frame:
     def resolve(self, parts: list[Part], ground: Ground) -> None:
         """Material pass: label, albedo and normal of every pixel from the part that won it.
 
-        Pixels are sorted by part once, so each part works on a contiguous slice; one gather at the
-        end puts the results back in image order (row gathers with np.take are several times faster
+        Pixels are sorted by winner once (sky, ground, then part by part), so geometry is computed
+        for all part pixels together and each material works on a contiguous slice; one gather at
+        the end puts the results back in image order (np.take row gathers are several times faster
         than fancy-index scatters).
         """
-        flat = np.where(np.isfinite(self.depth), self.part, SKY_PART).astype(np.int16).reshape(-1)  # radix sort
-        order = np.argsort(flat, kind="stable")
-        ends = np.cumsum(np.bincount(flat - SKY_PART, minlength=len(parts) + 2))  # sky, ground, parts…
+        key = np.where(np.isfinite(self.depth), self.part, SKY_PART).reshape(-1).astype(np.int16)  # radix sort
+        order = np.argsort(key, kind="stable")
+        ends = np.cumsum(np.bincount(key - SKY_PART, minlength=len(parts) + 2))
         depth = self.depth.reshape(-1)[order]
         rays = np.take(self.rays.reshape(-1, 3), order, axis=0)
         label = np.full(len(order), SKY, dtype=np.uint8)
         albedo = np.zeros((len(order), 3), dtype=np.float32)
         normal = np.zeros((len(order), 3), dtype=np.float32)
 
-        span = slice(ends[0], ends[1])
-        t = depth[span]
-        world = self.origin + t[:, None] * rays[span]
-        label[span], albedo[span] = ground.paint(world[:, 0], world[:, 2], t)
-        normal[span, 1] = 1.0
-        for k in np.flatnonzero(np.diff(ends[1:])):
-            span = slice(ends[k + 1], ends[k + 2])
-            part, shape = parts[k], parts[k].shape
-            t, dirs = depth[span], rays[span]
-            local = shape.local_points(self.origin) + t[:, None] * shape.local_dirs(dirs)
-            n_local = shape.normal(local)
-            albedo[span] = part.material(Hit(local, n_local, self.origin + t[:, None] * dirs, t))
-            normal[span] = shape.world_dirs(n_local)
-            label[span] = part.label
+        on_ground = slice(ends[0], ends[1])
+        t = depth[on_ground]
+        world = self.origin + t[:, None] * rays[on_ground]
+        label[on_ground], albedo[on_ground] = ground.paint(world[:, 0], world[:, 2], t)
+        normal[on_ground, 1] = 1.0
+
+        start = ends[1]
+        if start < len(order):
+            table = PartTable(parts)
+            owner = key[order[start:]]
+            t, dirs = depth[start:], rays[start:]
+            cos, sin = table.cos[owner], table.sin[owner]
+            local = to_local(self.origin - table.center[owner], cos, sin) + t[:, None] * to_local(dirs, cos, sin)
+            n_local = np.empty_like(local)
+            visible = np.flatnonzero(np.diff(ends[1:]))
+            for ids, params in table.by_kind(visible):
+                row = np.full(len(parts), -1)
+                row[ids] = np.arange(len(ids))
+                mine = np.flatnonzero(row[owner] >= 0)
+                n_local[mine] = table.shapes[ids[0]].normals(local[mine], params[row[owner[mine]]])
+            normal[start:] = to_world(n_local, cos, sin)
+            label[start:] = table.label[owner]
+            world = self.origin + t[:, None] * dirs
+            for k in visible:
+                a, b = ends[k + 1] - start, ends[k + 2] - start
+                albedo[start + a : start + b] = parts[k].material(Hit(local[a:b], n_local[a:b], world[a:b], t[a:b]))
+
         back = np.empty_like(order)
         back[order] = np.arange(len(order))
         h, w = self.depth.shape
@@ -152,40 +193,33 @@ class Frame:
         with np.errstate(invalid="ignore"):
             mixed = (self.label != up(self.label)) | ~(np.abs(self.depth - up(self.depth)) <= 0.03 * self.depth)
         test = facing & (representative | mixed)
-        points = self.origin + self.depth[..., None] * self.rays + 0.02 * self.normal
+        points = (self.origin + self.depth[..., None] * self.rays + 0.02 * self.normal).reshape(-1, 3)
         sun = sun_dir.astype(np.float32)
-        points8 = corners([p.shape for p in casters])
-        dropped = points8 - (np.maximum(points8[..., 1], 0.0) / sun_dir[1])[..., None] * sun_dir
-        boxes, near = self.camera.screen_boxes(np.concatenate([points8, dropped], axis=1))
-        area = np.clip(boxes[:, 1] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 2], 0, None)
+        table = PartTable(casters)
+        ends = corners(table.shapes)
+        dropped = ends - (np.maximum(ends[..., 1], 0.0) / sun_dir[1])[..., None] * sun_dir
+        boxes, near = self.camera.screen_boxes(np.concatenate([ends, dropped], axis=1))
+        area = _area(boxes)
         active = (near < SHADOW_RANGE) & (area > 0)
-        flat_points = points.reshape(-1, 3)
+        flat_test, flat_shadow = test.reshape(-1), shadow.reshape(-1)
         for k in np.flatnonzero(active & (area > BATCH_AREA)):
             r0, r1, c0, c1 = boxes[k]
             box = (slice(r0, r1), slice(c0, c1))
-            idx = np.flatnonzero(test[box] & ~shadow[box])
-            if idx.size == 0:
-                continue
-            origins = np.take(points[box].reshape(-1, 3), idx, axis=0)
-            t = casters[k].shape.intersect(origins, np.broadcast_to(sun, origins.shape))
-            hit = idx[np.isfinite(t)]
-            shadow[hit // (c1 - c0) + r0, hit % (c1 - c0) + c0] = True
-        flat_test, flat_shadow = test.reshape(-1), shadow.reshape(-1)
-        for ids in _group_by_kind(casters, np.flatnonzero(active & (area <= BATCH_AREA))):
+            local = np.flatnonzero(test[box] & ~shadow[box])
+            pix = (local // (c1 - c0) + r0) * w + local % (c1 - c0) + c0
+            t = casters[k].shape.intersect(np.take(points, pix, axis=0), sun[None, :])
+            flat_shadow[pix[np.isfinite(t)]] = True
+        for ids, params in table.by_kind(np.flatnonzero(active & (area <= BATCH_AREA))):
             pix, pair = _box_pixels(boxes[ids], w)
             keep = flat_test[pix] & ~flat_shadow[pix]
             pix, pair = pix[keep], pair[keep]
-            t = _batch_hits([casters[k].shape for k in ids], np.take(flat_points, pix, axis=0),
-                            np.broadcast_to(sun, (len(pix), 3)), pair)
+            t = table.hits(ids, params, np.take(points, pix, axis=0), sun[None, :], pair)
             flat_shadow[pix[np.isfinite(t)]] = True
         return np.where(representative | mixed, shadow, up(shadow)) & facing
 
 
-def _group_by_kind(parts: list[Part], ids: np.ndarray) -> list[np.ndarray]:
-    kinds: dict[str, list[int]] = {}
-    for k in ids:
-        kinds.setdefault(parts[k].shape.kind, []).append(k)
-    return [np.array(group) for group in kinds.values()]
+def _area(boxes: np.ndarray) -> np.ndarray:
+    return np.clip(boxes[:, 1] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 2], 0, None)
 
 
 def _box_pixels(boxes: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -198,17 +232,6 @@ def _box_pixels(boxes: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     rows = r0[pair] + offset // box_w[pair]
     cols = c0[pair] + offset % box_w[pair]
     return rows * width + cols, pair
-
-
-def _batch_hits(shapes: list, origins: np.ndarray, dirs: np.ndarray, pair: np.ndarray) -> np.ndarray:
-    """Intersect ray i with shape ``pair[i]`` for shapes of one kind, all in one kernel call."""
-    centers = np.array([s.center for s in shapes], dtype=np.float32)[pair]
-    cos = np.array([s.cos for s in shapes], dtype=np.float32)[pair]
-    sin = np.array([s.sin for s in shapes], dtype=np.float32)[pair]
-    params = np.array([s.params for s in shapes], dtype=np.float32)[pair]
-    o_local = to_local(origins - centers, cos, sin)
-    d_local = to_local(dirs, cos, sin)
-    return shapes[0].hits(o_local, d_local, params)
 
 
 def sky_color(rays: np.ndarray, light: Light) -> np.ndarray:

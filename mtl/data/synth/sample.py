@@ -37,6 +37,8 @@ def render_sample(seed: int, split: str, index: int, width: int = 512, height: i
     sample at another size shows the same street."""
     if split not in SPLIT_IDS:
         raise ValueError(f"unknown split {split!r}; expected one of {tuple(SPLIT_IDS)}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     if index < 0:
         raise ValueError(f"sample index must be >= 0, got {index}")
     check_size(width, height)

@@ -29,12 +29,14 @@ def dot3(a: np.ndarray, b) -> np.ndarray:
 def to_local(v: np.ndarray, cos, sin) -> np.ndarray:
     """World vectors (N, 3) into frames yawed by (cos, sin), scalars or one per vector."""
     x, z = v[..., 0], v[..., 2]
-    return np.stack([cos * x - sin * z, v[..., 1], sin * x + cos * z], axis=-1)
+    lx, lz = cos * x - sin * z, sin * x + cos * z
+    return np.stack([lx, np.broadcast_to(v[..., 1], lx.shape), lz], axis=-1)
 
 
 def to_world(v: np.ndarray, cos, sin) -> np.ndarray:
     x, z = v[..., 0], v[..., 2]
-    return np.stack([cos * x + sin * z, v[..., 1], cos * z - sin * x], axis=-1)
+    wx, wz = cos * x + sin * z, cos * z - sin * x
+    return np.stack([wx, np.broadcast_to(v[..., 1], wx.shape), wz], axis=-1)
 
 
 def box_hits(o: np.ndarray, d: np.ndarray, half: np.ndarray) -> np.ndarray:
@@ -131,8 +133,8 @@ class Shape:
         """Kernel of this kind; ``params`` may hold one row per ray (batches of shapes)."""
         raise NotImplementedError
 
-    def normal(self, p: np.ndarray) -> np.ndarray:
-        """Unit local normals at local hit points."""
+    def normals(self, p: np.ndarray, params: np.ndarray) -> np.ndarray:
+        """Unit local normals at local hit points (``params`` as in ``hits``)."""
         raise NotImplementedError
 
 
@@ -147,9 +149,8 @@ class Box(Shape):
     def hits(self, o, d, params):
         return box_hits(o, d, params)
 
-    def normal(self, p):
-        q = np.abs(p / self.params)
-        axis = np.argmax(q, axis=1)
+    def normals(self, p, params):
+        axis = np.argmax(np.abs(p / params), axis=1)
         return np.where(axis[:, None] == np.arange(3), np.sign(p), 0.0).astype(np.float32)
 
 
@@ -164,8 +165,8 @@ class Ellipsoid(Shape):
     def hits(self, o, d, params):
         return ellipsoid_hits(o, d, params)
 
-    def normal(self, p):
-        n = p * self.params * self.params
+    def normals(self, p, params):
+        n = p * params * params
         return n / np.sqrt(dot3(n, n))[:, None]
 
 
@@ -183,10 +184,10 @@ class Cylinder(Shape):
     def hits(self, o, d, params):
         return cylinder_hits(o, d, params[..., 0], params[..., 1], self.axis)
 
-    def normal(self, p):
-        radius, half_length = self.params
+    def normals(self, p, params):
+        radius, half_length = params[..., 0], params[..., 1]
         on_cap = np.abs(p[:, self.axis]) >= half_length * 0.999
-        n = p / radius
+        n = p / np.asarray(radius)[..., None]
         n[:, self.axis] = 0.0
         n[on_cap] = 0.0
         n[on_cap, self.axis] = np.sign(p[on_cap, self.axis])

@@ -1,0 +1,93 @@
+"""`mtl predict`: semseg and depth for your own images, or for a dataset split, optionally with test-time augmentation."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mtl.cli.args import float_list, positive_int, str2bool
+
+DEFAULT_TTA_SCALES = (0.75, 1.0, 1.25)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="predict images or a dataset split with a checkpoint",
+        description="With --input: for each image (a file, or the .jpg/.jpeg/.png files of a folder; any size; "
+        "grayscale/RGBA converted to RGB) write OUT/<stem>_semseg.png (palette trainIds), <stem>_depth.png "
+        "(disparity codes as in the dataset), <stem>_depth_color.png and <stem>_overview.png (RGB | semseg "
+        "overlay | depth), all at the input's size. With --split: write OUT/semseg/<i>.png and OUT/depth/<i>.png "
+        "in the dataset format and, when the split has ground truth, print the metrics as JSON (also saved to "
+        "OUT/metrics.json).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--checkpoint", required=True, help="a .ckpt written by mtl train")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", default=None, help="an image file or a folder of images")
+    source.add_argument("--split", choices=["train", "val", "test"], default=None, help="a split of --dataset_root")
+    parser.add_argument("--dataset_root", default=None, help="dataset in the MiniScapes layout (with --split)")
+    parser.add_argument("--out", required=True, help="output folder (created)")
+    parser.add_argument("--tta", action="store_true", help="test-time augmentation over --tta_scales and --tta_flip")
+    parser.add_argument(
+        "--tta_scales", type=float_list, default=None, help=f"input scales for --tta (default {DEFAULT_TTA_SCALES})"
+    )
+    parser.add_argument("--tta_flip", type=str2bool, default=None, help="add horizontal flips for --tta (default true)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available)")
+    parser.add_argument("--batch_size", type=positive_int, default=4, help="images per forward pass")
+    parser.set_defaults(func=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    error = _check_flags(args)
+    if error:
+        print(f"mtl predict: error: {error}", file=sys.stderr)
+        return 2
+
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from mtl.data.formats import DataFormatError
+    from mtl.engine.checkpoint import load_module
+    from mtl.inference import TestTimeAugmentation, list_images, predict_dataset_split, predict_images
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out = Path(args.out)
+    try:
+        module = load_module(args.checkpoint)
+        predictor = module
+        if args.tta:
+            scales = args.tta_scales or DEFAULT_TTA_SCALES
+            predictor = TestTimeAugmentation(module, scales, True if args.tta_flip is None else args.tta_flip)
+        if args.input is not None:
+            paths = list_images(args.input)
+            count = predict_images(predictor, paths, out, args.batch_size, device)
+            print(f"wrote predictions of {count} image(s) to {out}")
+            return 0
+        result = predict_dataset_split(predictor, Path(args.dataset_root), args.split, out, args.batch_size, device)
+    except (FileNotFoundError, DataFormatError, ValueError) as exc:
+        print(f"mtl predict: error: {exc}", file=sys.stderr)
+        return 1
+    if result is None:
+        print(f"wrote {args.split} predictions to {out}/semseg and {out}/depth (the split has no ground truth)")
+        return 0
+    headline = {k: result[k] for k in ("grader", "miou", "si_log_rmse", "total") if k in result}
+    text = json.dumps({**headline, **result}, indent=2, allow_nan=False)
+    (out / "metrics.json").write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
+def _check_flags(args: argparse.Namespace) -> str | None:
+    """The flag combinations argparse cannot express."""
+    if args.split is not None and args.dataset_root is None:
+        return "--split needs --dataset_root"
+    if args.input is not None and args.dataset_root is not None:
+        return "--dataset_root is for --split; --input takes image files"
+    if not args.tta and (args.tta_scales is not None or args.tta_flip is not None):
+        return "--tta_scales and --tta_flip need --tta"
+    if args.tta_scales is not None and (not args.tta_scales or any(not s > 0 for s in args.tta_scales)):
+        return f"--tta_scales must be positive numbers, got {','.join(map(str, args.tta_scales))}"
+    return None

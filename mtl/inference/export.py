@@ -1,0 +1,138 @@
+"""ONNX export of a trained model, with normalisation and the depth decode inside the graph, and its check.
+
+The graph takes float32 RGB in 0..255 (B×3×H×W, any batch and size) and returns ``semseg_logits``
+(B×19×H×W) and ``depth_m`` (B×1×H×W, metres) — only the final prediction of deep-supervision models.
+It is written with the TorchScript-based exporter (``dynamo=False``): for these models it keeps batch,
+height and width dynamic, takes seconds, and honours any opset, whereas the dynamo exporter of torch 2.13
+took over a minute here and failed its opset down-conversion below 18 (see docs/TOOLS.md).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mtl.data.classes import CLASS_NAMES
+from mtl.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from mtl.engine.module import final
+from mtl.losses.depth_units import DepthUnit
+
+OUTPUT_NAMES = {"semseg": "semseg_logits", "depth": "depth_m"}
+DEFAULT_OPSET = 17
+# A check passes when max|onnx − torch| ≤ CHECK_TOLERANCE · max(1, max|torch|) for every output.
+CHECK_TOLERANCE = 1e-4
+
+
+class ExportModel(nn.Module):
+    """What the exported graph computes: RGB 0..255 → (semseg logits, depth in metres), final outputs only."""
+
+    def __init__(self, model: nn.Module, depth_unit: DepthUnit, tasks: Sequence[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.depth_unit = depth_unit
+        self.tasks = tuple(t for t in OUTPUT_NAMES if t in tasks)
+        # Buffers, not torch.tensor() in forward: the tracer keeps them as constants without warnings.
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255, persistent=False)
+
+    @classmethod
+    def from_module(cls, module: Any) -> ExportModel:
+        """From a MultiTaskModule (as load_module returns it), in eval mode."""
+        return cls(module.model, module.depth_unit, module.tasks).eval()
+
+    @property
+    def output_names(self) -> list[str]:
+        return [OUTPUT_NAMES[t] for t in self.tasks]
+
+    def forward(self, rgb: Tensor) -> tuple[Tensor, ...]:
+        outputs = self.model((rgb.float() - self.mean) / self.std)
+        result = []
+        if "semseg" in self.tasks:
+            result.append(final(outputs["semseg"]))
+        if "depth" in self.tasks:
+            result.append(self.depth_unit.decode(final(outputs["depth"])))
+        return tuple(result)
+
+
+def export_onnx(
+    wrapper: ExportModel, path: str | Path, height: int, width: int, opset: int = DEFAULT_OPSET, metadata: dict | None = None
+) -> Path:
+    """Trace ``wrapper`` at height×width into ``path`` with dynamic batch, height and width."""
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0)) * 255
+    names = wrapper.output_names
+    dynamic = {name: {0: "batch", 2: "height", 3: "width"} for name in ["rgb", *names]}
+    with torch.no_grad():
+        torch.onnx.export(
+            wrapper.eval(),
+            (example,),
+            str(path),
+            dynamo=False,
+            input_names=["rgb"],
+            output_names=names,
+            dynamic_axes=dynamic,
+            opset_version=opset,
+        )
+    model = onnx.load(str(path))
+    props = {
+        "input": "rgb: float32 B×3×H×W, RGB values 0..255 (ImageNet normalisation is inside the graph)",
+        "outputs": ", ".join(names),
+        "semseg_classes": json.dumps(list(CLASS_NAMES)),
+        "depth_unit": "metres",
+        **(metadata or {}),
+    }
+    onnx.helper.set_model_props(model, {k: str(v) for k, v in props.items()})
+    onnx.save(model, str(path))
+    return path
+
+
+def check_sizes(height: int, width: int) -> list[tuple[int, int, int]]:
+    """(batch, height, width) of the check inputs: the export size, and an odd size with batch 2."""
+    return [(1, height, width), (2, max(33, 3 * height // 4 + 1), max(33, 3 * width // 4 + 3))]
+
+
+def check_onnx(
+    path: str | Path, wrapper: ExportModel, sizes: Sequence[tuple[int, int, int]], seed: int = 0
+) -> list[dict[str, Any]]:
+    """Run the ONNX file (ONNX Runtime, CPU) and ``wrapper`` on the same random inputs; one row per size and output.
+
+    A row holds the input shape, the output name and shape, max_abs_diff, scale (max |torch output|),
+    tolerance (CHECK_TOLERANCE · max(1, scale)) and ok.
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for batch, height, width in sizes:
+        rgb = torch.rand(batch, 3, height, width, generator=generator) * 255
+        with torch.no_grad():
+            expected = [t.numpy() for t in wrapper.eval()(rgb)]
+        got = session.run(wrapper.output_names, {"rgb": rgb.numpy()})
+        for name, ref, out in zip(wrapper.output_names, expected, got):
+            if out.shape != ref.shape:
+                raise ValueError(f"{path}: {name} has shape {out.shape} in ONNX Runtime, {ref.shape} in PyTorch")
+            diff = float(np.abs(out.astype(np.float64) - ref).max())
+            scale = float(np.abs(ref).max())
+            tolerance = CHECK_TOLERANCE * max(1.0, scale)
+            rows.append(
+                {
+                    "input": [batch, 3, height, width],
+                    "output": name,
+                    "shape": list(ref.shape),
+                    "max_abs_diff": diff,
+                    "scale": scale,
+                    "tolerance": tolerance,
+                    "ok": diff <= tolerance,
+                }
+            )
+    return rows

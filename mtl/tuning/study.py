@@ -1,0 +1,306 @@
+"""An Optuna study whose trials are `mtl train` runs: sampling, pruning, storage, resume, best trial.
+
+Layout: ``<runs_dir>/<study>/trial_<n>/`` (one run directory per trial), ``optuna.db`` (the default
+SQLite storage) and ``best.json``. Several workers (processes or machines) can share one study
+through an RDB URL; each runs one single-device trial at a time.
+
+Interrupted trials: a trial stopped by SIGTERM/SIGINT is recorded as FAIL and the tuner stops; one
+whose process died (kill -9, lost machine) stays RUNNING until its heartbeat is older than
+``GRACE_PERIOD_S``, then the next trial start of any worker records it as FAIL. Neither is retried:
+new trials get new numbers, and the old run directory is left as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import os
+import re
+import shlex
+import socket
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+import yaml
+from optuna.trial import TrialState
+
+from mtl.engine.callbacks import NonFiniteLoss
+from mtl.engine.config import code_root, experiment_items, parse_config
+from mtl.engine.train import RunSetupError, run_training
+from mtl.tuning.pruning import GraderPruning
+from mtl.tuning.space import SearchSpace, flag_value, load_space
+
+HEARTBEAT_INTERVAL_S = 30
+GRACE_PERIOD_S = 120
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class TuneError(RuntimeError):
+    """A study that cannot start or continue as asked; the message says why."""
+
+
+class TrialConfigError(ValueError):
+    """`mtl train` rejected a trial's flags (e.g. a cross-flag check); the trial fails, the study goes on."""
+
+
+def default_space_path() -> Path:
+    """configs/tune_space.yaml beside the `mtl` package (a source checkout or an editable install)."""
+    return code_root().parent / "configs" / "tune_space.yaml"
+
+
+def study_dir(runs_dir: str | Path, study_name: str) -> Path:
+    return Path(runs_dir) / study_name
+
+
+def default_storage(runs_dir: str | Path, study_name: str) -> str:
+    return f"sqlite:///{(study_dir(runs_dir, study_name) / 'optuna.db').resolve()}"
+
+
+def masked(url: str) -> str:
+    """A storage URL fit to print or write to a file: without its password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    try:
+        with _known_experimental():
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S)
+    except Exception as exc:  # the driver decides: bad URL, missing driver module, unreachable server, …
+        raise TuneError(f"--storage {masked(url)}: cannot open it ({type(exc).__name__}: {exc})") from exc
+
+
+def make_pruner(kind: str, startup_trials: int = 5, warmup_epochs: int = 1) -> optuna.pruners.BasePruner:
+    if kind == "none":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=warmup_epochs)
+
+
+def train_config(argv: list[str], error: type[Exception]) -> argparse.Namespace:
+    """`mtl train`'s own parsing and validation; its message (which names the flag) becomes ``error``."""
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            return parse_config(argv)
+    except SystemExit:
+        lines = stderr.getvalue().strip().splitlines()
+        raise error(lines[-1] if lines else f"mtl train rejected {shlex.join(argv)}") from None
+
+
+def best_val_grader(metrics_csv: Path) -> float | None:
+    """The best ``metrics_summary/grader`` among a run's validation rows (None before the first one)."""
+    if not metrics_csv.is_file():
+        return None
+    with metrics_csv.open(newline="") as f:
+        values = [float(r["metrics_summary/grader"]) for r in csv.DictReader(f) if r.get("metrics_summary/grader")]
+    return max(values, default=None)
+
+
+class Objective:
+    """One trial: sample flags, train a run with them over the base flags, return its best val grader."""
+
+    def __init__(self, space: SearchSpace, base_flags: list[str], root: Path, submission: bool) -> None:
+        self.space = space
+        self.base_flags = base_flags
+        self.root = root
+        self.submission = submission
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        overrides = {flag: flag_value(value) for flag, value in self.space.sample(trial).items()}
+        run_dir = self.root / f"trial_{trial.number}"
+        argv = [*self.base_flags, *_tokens(overrides), "--log_dir", str(run_dir), "--name", f"trial_{trial.number}"]
+        if not self.submission:
+            argv += ["--prepare_submission", "no"]
+        trial.set_user_attr("run_dir", os.path.abspath(run_dir))
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("overrides", overrides)
+        trial.set_user_attr("train_argv", argv)
+        print(f"trial {trial.number}: {shlex.join(_tokens(overrides))}", flush=True)
+        cfg = train_config(argv, TrialConfigError)
+        try:
+            run_training(cfg, extra_callbacks=[GraderPruning(trial)])
+        except NonFiniteLoss as exc:
+            # A diverged run is a result, not a crash: it scores the best grader it reached (0 if none),
+            # which steers the sampler away from such settings. A FAIL would be ignored by TPE.
+            trial.set_user_attr("stopped", str(exc))
+            print(f"trial {trial.number}: {exc}", flush=True)
+            return best_val_grader(run_dir / "metrics.csv") or 0.0
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        if cfg.prepare_submission:
+            _submission(run_dir, cfg)
+        value = best_val_grader(run_dir / "metrics.csv")
+        if value is None:
+            raise RuntimeError(f"{run_dir / 'metrics.csv'} holds no validation row with metrics_summary/grader")
+        return value
+
+
+def tune(
+    study_name: str,
+    train_flags: Sequence[str],
+    *,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    storage: str | None = None,
+    runs_dir: str | Path = "runs",
+    space: SearchSpace | None = None,
+    seed: int = 0,
+    pruner: optuna.pruners.BasePruner | None = None,
+    allow_changed: bool = False,
+) -> optuna.Study:
+    """Run ``n_trials`` more trials (and/or until ``timeout`` seconds) of a new or existing study.
+
+    The TPE sampler is seeded with ``seed`` + the number of trials already in the study, so that a
+    resumed study does not replay the first trials' samples; workers sharing a study at the same
+    time should pass different seeds.
+    """
+    if not STUDY_NAME.fullmatch(study_name):
+        raise TuneError(f"--study {study_name!r}: use letters, digits, '_', '-' and '.' (it names a folder)")
+    if n_trials is None and timeout is None:
+        raise TuneError("give --n-trials and/or --timeout")
+    base_flags = list(train_flags)
+    space = space or load_space(default_space_path())
+    root = study_dir(runs_dir, study_name)
+    base = _check_base_flags(base_flags, root)
+    root.mkdir(parents=True, exist_ok=True)
+    url = storage or default_storage(runs_dir, study_name)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=open_storage(url),
+        pruner=pruner or make_pruner("median"),
+        direction="maximize",
+        load_if_exists=True,
+    )
+    _check_same_experiment(study, base, space, allow_changed)
+    with _known_experimental():
+        optuna.storages.fail_stale_trials(study)
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)))
+    objective = Objective(space, base_flags, root, submission=_user_sets("prepare_submission", base_flags, base))
+    try:
+        study.optimize(
+            objective,
+            n_trials=n_trials,
+            timeout=timeout,
+            catch=(TrialConfigError, RunSetupError, torch.cuda.OutOfMemoryError),
+            callbacks=[lambda s, _: write_best(s, base_flags, root)],
+            gc_after_trial=True,
+        )
+    finally:
+        write_best(study, base_flags, root)
+    return study
+
+
+def best_info(study: optuna.Study, base_flags: list[str]) -> dict[str, Any] | None:
+    """The best trial, its params and the `mtl train` command that reproduces it; None without a COMPLETE trial."""
+    trials = study.get_trials(deepcopy=False)
+    if not any(t.state == TrialState.COMPLETE for t in trials):
+        return None
+    best = study.best_trial
+    flags = [*base_flags, *_tokens(best.user_attrs.get("overrides", {}))]
+    return {
+        "study": study.study_name,
+        "trial": best.number,
+        "value": best.value,
+        "params": best.params,
+        "overrides": best.user_attrs.get("overrides", {}),
+        "run_dir": best.user_attrs.get("run_dir"),
+        "host": best.user_attrs.get("host"),
+        "train_flags": flags,
+        "command": shlex.join(["mtl", "train", *flags]),
+        "trials": dict(Counter(t.state.name for t in trials)),
+    }
+
+
+def write_best(study: optuna.Study, base_flags: list[str], root: Path) -> dict[str, Any] | None:
+    """``best_info`` written to ``<root>/best.json`` (atomically: a reader never sees half a file)."""
+    info = best_info(study, base_flags)
+    if info is None:
+        return None
+    tmp = root / "best.json.tmp"
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    os.replace(tmp, root / "best.json")
+    return info
+
+
+@contextlib.contextmanager
+def _known_experimental() -> Iterator[None]:
+    """Optuna flags its heartbeat API as experimental; we rely on it knowingly, so the warning is noise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def _tokens(overrides: dict[str, str]) -> list[str]:
+    return [token for flag, value in overrides.items() for token in (f"--{flag}", value)]
+
+
+def _user_sets(flag: str, argv: list[str], cfg: argparse.Namespace) -> bool:
+    """Whether the user set ``flag`` (on the command line or in a --config preset), not just its default."""
+    if any(t == f"--{flag}" or t.startswith(f"--{flag}=") for t in argv):
+        return True
+    return bool(cfg.config) and flag in (yaml.safe_load(Path(cfg.config).read_text()) or {})
+
+
+def _check_base_flags(base_flags: list[str], root: Path) -> argparse.Namespace:
+    """The flags after `--` must make a valid single-device `mtl train` run that leaves its run dir to the tuner."""
+    cfg = train_config(base_flags, TuneError)
+    for key in ("log_dir", "name", "resume"):
+        if getattr(cfg, key) is not None:
+            raise TuneError(f"--{key} is set by the tuner (each trial runs in <runs-dir>/<study>/trial_<n>); remove it")
+    if cfg.devices != "1" or cfg.strategy != "auto":
+        raise TuneError(
+            "a trial runs on one device: drop --devices/--strategy and start one `mtl tune` worker per device "
+            "on a shared --storage instead"
+        )
+    return train_config([*base_flags, "--log_dir", str(root / "trial_0")], TuneError)
+
+
+def _check_same_experiment(study: optuna.Study, cfg: argparse.Namespace, space: SearchSpace, allow_changed: bool) -> None:
+    """Trials of one study must be comparable: refuse other base flags or another space, as `mtl train` refuses
+    to resume a run whose command line changed (``allow_changed`` continues anyway, with a warning)."""
+    searched = {p.flag for p in space.params}
+    train = {k: v for k, v in experiment_items(cfg).items() if k not in searched}
+    train["num_epochs"] = str(cfg.num_epochs)
+    current = json.loads(json.dumps({"train": train, "space": space.as_dict()}))
+    recorded = study.user_attrs.get("experiment")
+    if recorded is None:
+        study.set_user_attr("experiment", current)
+        return
+    changes = []
+    for part, prefix in (("train", "--"), ("space", "space: ")):
+        old, new = recorded.get(part, {}), current[part]
+        changes += [f"{prefix}{k}: {old.get(k)} → {new.get(k)}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if changes and not allow_changed:
+        listing = "\n  ".join(changes[:20])
+        raise TuneError(
+            f"study {study.study_name!r} began with other train flags or another search space:\n  {listing}\n"
+            "pass --allow-changed to continue it anyway, or choose a new --study"
+        )
+    for change in changes:
+        print(f"warning: continuing study {study.study_name!r} despite change: {change}")
+
+
+def _submission(run_dir: Path, cfg: argparse.Namespace) -> None:
+    from mtl.data.miniscapes import split_size
+    from mtl.engine.submission import make_submission
+
+    try:
+        split_size(cfg.dataset_root, "test")
+    except FileNotFoundError:
+        print(f"no test split under {cfg.dataset_root}; skipping submission.zip")
+        return
+    print(f"submission: {make_submission(run_dir, cfg.dataset_root, cfg.batch_size_validation)}")
