@@ -10,6 +10,7 @@ took over a minute here and failed its opset down-conversion below 18 (see docs/
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -71,9 +72,12 @@ def export_onnx(
     example = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0)) * 255
     names = wrapper.output_names
     dynamic = {name: {0: "batch", 2: "height", 3: "width"} for name in ["rgb", *names]}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The TorchScript exporter is chosen on purpose (module docstring); its deprecation notices are noise.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        channels = [t.shape[1] for t in wrapper.eval()(example)]
         torch.onnx.export(
-            wrapper.eval(),
+            wrapper,
             (example,),
             str(path),
             dynamo=False,
@@ -83,6 +87,9 @@ def export_onnx(
             opset_version=opset,
         )
     model = onnx.load(str(path))
+    # The exporter leaves the channel axis of resized outputs symbolic; it is fixed (19 and 1).
+    for output, count in zip(model.graph.output, channels):
+        output.type.tensor_type.shape.dim[1].dim_value = count
     props = {
         "input": "rgb: float32 B×3×H×W, RGB values 0..255 (ImageNet normalisation is inside the graph)",
         "outputs": ", ".join(names),

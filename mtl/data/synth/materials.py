@@ -7,6 +7,7 @@ lamps, stripes) or from world coordinates (noise), never per pixel in Python.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,12 @@ class Hit:
 
 def srgb(color) -> np.ndarray:
     """An sRGB 0..255 triple → linear albedo, so palettes can be written as ordinary colours."""
-    return ((np.asarray(color, dtype=np.float32) / 255.0) ** 2.2).astype(np.float32)
+    return _srgb(tuple(float(c) for c in color)).copy()
+
+
+@functools.lru_cache(maxsize=None)
+def _srgb(color: tuple[float, float, float]) -> np.ndarray:
+    return ((np.array(color, dtype=np.float32) / 255.0) ** 2.2).astype(np.float32)
 
 
 def _mix(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from mtl.data.synth.camera import rotation_y
 from mtl.data.synth.materials import Hit
 from mtl.data.synth.shapes import Shape
 
@@ -30,8 +30,10 @@ class Placement:
 
     def __init__(self, x: float, y: float, z: float, yaw: float) -> None:
         self.origin = np.array([x, y, z], dtype=np.float64)
-        self.yaw = yaw
-        self.rot = rotation_y(yaw)
+        self.yaw = float(yaw)
+        self._cos, self._sin = math.cos(self.yaw), math.sin(self.yaw)
 
-    def at(self, right: float, up: float, forward: float) -> np.ndarray:
-        return self.origin + self.rot @ np.array([right, up, forward])
+    def at(self, right: float, up: float, forward: float) -> tuple[float, float, float]:
+        # plain floats: scenes place hundreds of parts, and tiny NumPy calls would dominate
+        x, y, z = self.origin
+        return (x + self._cos * right + self._sin * forward, y + up, z - self._sin * right + self._cos * forward)
