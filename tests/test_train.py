@@ -75,7 +75,7 @@ def test_two_epochs_write_a_complete_run_directory(dataset: Path, tmp_path: Path
         "loss_val/total", "LR", "metrics_task_semseg/traffic_light", "metrics_task_depth/si_log_rmse",
     ]:
         assert tag in tags["scalars"], tag
-    assert {"train/batch_crops", "valid/observed_samples"} <= set(tags["images"])
+    assert {"train/batch_crops", "valid/observed_samples", "train/observed_samples"} <= set(tags["images"])
     assert any("depth" in t and "metres" in t for t in tags["histograms"])
 
     rows = read_rows(run / "metrics.csv")

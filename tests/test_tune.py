@@ -238,6 +238,8 @@ def test_changed_train_flags_refuse_to_continue_the_study(first_study: dict, cap
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_second_invocation_continues_the_study(first_study: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     """Same study, new trial numbers; a trial left RUNNING by a dead process is failed; a pruned run stops cleanly."""
     monkeypatch.setattr(study_module, "HEARTBEAT_INTERVAL_S", 1)

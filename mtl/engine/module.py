@@ -209,12 +209,20 @@ class MultiTaskModule(pl.LightningModule):
 
     def log_observed(self) -> None:
         writer = self.tensorboard()
-        if writer is None or not self.observed:
+        if writer is None:
             return
         step = self.global_step
-        writer.add_image("valid/observed_samples", grid(self.observed), step, dataformats="HWC")
-        if "depth" in self.tasks:
-            self.log_depth_histograms(writer, step)
+        if self.observed:
+            writer.add_image("valid/observed_samples", grid(self.observed), step, dataformats="HWC")
+            if "depth" in self.tasks:
+                self.log_depth_histograms(writer, step)
+        train = self.trainer.datamodule.train_dataset.base
+        ids = [i for i in self.cfg.observe_train_ids if i < len(train)]
+        if ids:
+            batch = torch.utils.data.default_collate([train[i] for i in ids])
+            pred = self.predict(batch["rgb"].to(self.device))
+            rows = [self.row(batch, {k: v.cpu() for k, v in pred.items()}, i) for i in range(len(ids))]
+            writer.add_image("train/observed_samples", grid(rows), step, dataformats="HWC")
 
     def log_depth_histograms(self, writer: Any, step: int) -> None:
         """GT and predicted depth of the observed validation samples, in metres and in the training unit."""

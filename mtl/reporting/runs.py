@@ -141,7 +141,7 @@ def split_metrics(
     for row in rows:
         if GRADER in row:
             if "epoch" not in row:
-                raise RunFormatError(f"{source}: the validation row at step {row.get('step')} has no epoch")
+                raise RunFormatError(f"{source}: the validation row at step {row.get('step', math.nan):g} has no epoch")
             validation.append(row)
             keys = sorted({k for r in pending for k in r if k.startswith("loss_train/")})
             means = {k: sum(r[k] for r in pending if k in r) / sum(k in r for r in pending) for k in keys}

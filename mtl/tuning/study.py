@@ -97,7 +97,8 @@ def train_config(argv: list[str], error: type[Exception]) -> argparse.Namespace:
             return parse_config(argv)
     except SystemExit:
         lines = stderr.getvalue().strip().splitlines()
-        raise error(lines[-1] if lines else f"mtl train rejected {shlex.join(argv)}") from None
+        reason = lines[-1].removeprefix("mtl train: error: ") if lines else shlex.join(argv)
+        raise error(f"`mtl train` rejects the flags: {reason}") from None
 
 
 def best_val_grader(metrics_csv: Path) -> float | None:

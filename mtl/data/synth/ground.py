@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mtl.data.synth.materials import grass, srgb
-from mtl.data.synth.noise import fine_weight, noise
+from mtl.data.synth.noise import fine_weight, noise, smooth_noise
 from mtl.data.synth.objects import ROAD, TERRAIN
 
 
@@ -56,8 +56,8 @@ class Ground:
         return label, albedo
 
     def _asphalt(self, x, z, depth):
-        coarse = noise(x * 0.3 + self.offset, z * 0.3)
-        patch = noise(x * 0.08, z * 0.08 + self.offset) > 0.62
+        coarse = smooth_noise(x * 0.3 + self.offset, z * 0.3)
+        patch = smooth_noise(x * 0.08, z * 0.08 + self.offset) > 0.62
         fine = noise(x * 40.0 + self.offset, z * 40.0)
         bright = 0.8 + 0.35 * coarse - 0.15 * patch + fine_weight(depth, 0.03) * (0.4 * fine - 0.2)
         lane_pos = (x + self.road_half) % self.lane_width - self.lane_width / 2

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mtl.data.synth.noise import fine_weight, noise
+from mtl.data.synth.noise import fine_weight, noise, smooth_noise
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Solid:
 
     def __call__(self, hit: Hit) -> np.ndarray:
         w = hit.world
-        n = noise((w[:, 0] + w[:, 2]) * self.scale + self.offset, w[:, 1] * self.scale + self.offset)
+        n = smooth_noise((w[:, 0] + w[:, 2]) * self.scale + self.offset, w[:, 1] * self.scale + self.offset)
         return self.color * (1.0 + self.grain * (2.0 * n[:, None] - 1.0))
 
 
@@ -59,10 +59,10 @@ class Foliage:
 
     def __call__(self, hit: Hit) -> np.ndarray:
         p = hit.local * 9.0 + self.offset
-        coarse = noise(p[:, 0] + p[:, 2], p[:, 1])
-        fine = noise(p[:, 0] * 5.0 - p[:, 2] * 3.0, p[:, 1] * 5.0 + p[:, 2] * 2.0)
+        coarse = smooth_noise(p[:, 0] + p[:, 2], p[:, 1])
+        fine = smooth_noise(p[:, 0] * 5.0 - p[:, 2] * 3.0, p[:, 1] * 5.0 + p[:, 2] * 2.0)
         fw = fine_weight(hit.depth, 0.05)
-        shade = 0.55 + 0.6 * coarse + fw * (0.7 * fine - 0.35)
+        shade = 0.45 + 0.8 * coarse + fw * (1.4 * fine - 0.7)
         hue = np.stack([1.0 + 0.3 * (coarse - 0.5), np.ones_like(coarse), 1.0 - 0.3 * (coarse - 0.5)], axis=1)
         return self.color * hue * np.clip(shade, 0.15, 1.6)[:, None]
 
@@ -109,9 +109,9 @@ class Facade:
             kind[shop] = 3
         kind[np.abs(y - self.ground_floor) < 0.15] = 4
         kind[n[:, 1] > 0.5] = 5
-        bright = 0.85 + 0.3 * noise(along * 2.0 + self.offset, y * 2.0)
+        bright = 0.85 + 0.3 * smooth_noise(along * 2.0 + self.offset, y * 2.0)
         glass = (kind == 1) | (kind == 3)
-        bright[glass] = 0.7 + 0.6 * noise(along[glass] * 0.7 + self.offset, y[glass] * 0.3)
+        bright[glass] = 0.7 + 0.6 * smooth_noise(along[glass] * 0.7 + self.offset, y[glass] * 0.3)
         if self.brick:
             mortar = ((y % 0.08) < 0.015) | (((along + 0.12 * (np.floor(y / 0.08) % 2)) % 0.24) < 0.015)
             bright *= 1.0 - 0.35 * (mortar & (kind == 0)) * fine_weight(hit.depth, 0.08)
@@ -134,7 +134,7 @@ class Paneled:
     def __call__(self, hit: Hit) -> np.ndarray:
         p, n = hit.local, hit.normal
         vertical = np.abs(n[:, 1]) < 0.5
-        shade = 1.0 + 0.08 * (noise(p[:, 0] * 3 + p[:, 2] * 3, p[:, 1] * 3) - 0.5)
+        shade = 1.0 + 0.08 * (smooth_noise(p[:, 0] * 3 + p[:, 2] * 3, p[:, 1] * 3) - 0.5)
         color = self.body * shade[:, None]
         if self.band is not None:
             win = vertical & (p[:, 1] > self.band[0]) & (p[:, 1] < self.band[1])
@@ -204,11 +204,11 @@ class Grass:
 
 
 def grass(x, z, depth, green, dry, offset) -> np.ndarray:
-    coarse = noise(x * 0.4 + offset, z * 0.4)
+    coarse = smooth_noise(x * 0.4 + offset, z * 0.4)
     fine = noise(x * 25.0, z * 25.0 + offset)
     fw = fine_weight(depth, 0.04)
     color = _mix(green, dry, np.clip(coarse * 1.6 - 0.5, 0, 1))
-    return color * (0.75 + 0.3 * noise(x * 3.0, z * 3.0 + offset) + fw * (0.5 * fine - 0.25))[:, None]
+    return color * (0.75 + 0.3 * smooth_noise(x * 3.0, z * 3.0 + offset) + fw * (0.5 * fine - 0.25))[:, None]
 
 
 class Paving:
@@ -224,7 +224,7 @@ class Paving:
     def __call__(self, hit: Hit) -> np.ndarray:
         w, n = hit.world, hit.normal
         x, z = w[:, 0], w[:, 2]
-        blotch = noise(x * 1.5 + self.offset, z * 1.5)
+        blotch = smooth_noise(x * 1.5 + self.offset, z * 1.5)
         fw = fine_weight(hit.depth, self.size / 4)
         joint = ((x % self.size) < 0.02) | ((z % self.size) < 0.02)
         tile_var = noise(np.floor(x / self.size) * 7.0, np.floor(z / self.size) * 7.0 + self.offset)

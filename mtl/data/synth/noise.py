@@ -38,6 +38,18 @@ def noise(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return _FLAT[iv * SIZE + iu]
 
 
+def smooth_noise(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Bilinear lookup: for surfaces seen close up, where a nearest lookup would show texel squares."""
+    fu, fv = np.floor(u), np.floor(v)
+    au, av = (u - fu).astype(np.float32), (v - fv).astype(np.float32)
+    iu = fu.astype(np.int32) & (SIZE - 1)
+    iv = fv.astype(np.int32) & (SIZE - 1)
+    ju, jv = (iu + 1) & (SIZE - 1), (iv + 1) & (SIZE - 1)
+    top = _FLAT[iv * SIZE + iu] * (1 - au) + _FLAT[iv * SIZE + ju] * au
+    bottom = _FLAT[jv * SIZE + iu] * (1 - au) + _FLAT[jv * SIZE + ju] * au
+    return top * (1 - av) + bottom * av
+
+
 def fine_weight(distance: np.ndarray, scale: float) -> np.ndarray:
     """Fade of a texture detail of ``scale`` metres with distance: fades once it falls below a few
     pixels at a typical focal length, which stands in for mip-mapping (no shimmering noise far away)."""

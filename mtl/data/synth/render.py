@@ -19,7 +19,7 @@ from mtl.data.formats import ZMAX, ZMIN
 from mtl.data.synth.camera import Camera
 from mtl.data.synth.ground import Ground
 from mtl.data.synth.materials import Hit
-from mtl.data.synth.noise import noise
+from mtl.data.synth.noise import smooth_noise
 from mtl.data.synth.parts import Part
 from mtl.data.synth.scene import Bonnet, Light, Scene
 from mtl.data.synth.shapes import corners, dot3, to_local, to_world
@@ -242,7 +242,7 @@ def sky_color(rays: np.ndarray, light: Light) -> np.ndarray:
     color = horizon + (zenith - horizon) * np.sqrt(up)[:, None]
     if light.clouds > 0:
         k = 6.0 / np.maximum(d[:, 1], 0.03)
-        cloud = noise(d[:, 0] * k + 50.0, d[:, 2] * k)
+        cloud = smooth_noise(d[:, 0] * k + 50.0, d[:, 2] * k)
         cover = np.clip((cloud - (1.0 - light.clouds)) * 3.0, 0.0, 1.0) * np.clip(up * 8.0, 0.0, 1.0)
         white = max(float(light.horizon.max()), 0.85) * (0.85 + 0.3 * cloud)
         color += (white[:, None] - color) * cover[:, None]

@@ -301,7 +301,7 @@ def _vegetation(rng: np.random.Generator, street: Street, style: str) -> list[Pa
             x = side * (street.road_half + (street.strip[side] / 2 if street.strip[side] else 0.9))
             spacing = rng.uniform(7, 15)
             scale = rng.uniform(0.8, 1.4)
-            for z in np.arange(rng.uniform(-5, 5), 160, spacing):
+            for z in np.arange(rng.uniform(-5, 5), 130, spacing):
                 if not street.in_cross(z, street.walk[side] + 1):
                     parts += obj.tree(rng, Placement(x, street.kerb, z + rng.normal(0, 0.5), 0.0), scale)
         if street.setback[side] > 3:
@@ -319,7 +319,7 @@ def _furniture(rng: np.random.Generator, street: Street) -> list[Part]:
     for side in (-1, 1):
         x = side * (street.walk_inner(side) + 0.45)
         spacing = rng.uniform(20, 40)
-        for z in np.arange(rng.uniform(0, spacing), 250, spacing):
+        for z in np.arange(rng.uniform(0, spacing), 200, spacing):
             if not street.in_cross(z, street.walk[side]):
                 parts += obj.street_lamp(rng, Placement(x, street.kerb, z, 0.0), -side * rng.uniform(1.0, 2.5))
         for _ in range(int(rng.poisson(1.5))):
