@@ -18,7 +18,8 @@ from conftest import make_tiny_dataset
 from mtl.cli.main import main
 from mtl.data.formats import write_depth
 from mtl.engine.checkpoint import load_module, read_checkpoint
-from mtl.reporting.runs import load_run, split_metrics
+from mtl.reporting.runs import Run, load_run, load_runs, split_metrics
+from mtl.reporting.table import results_table
 
 pytestmark = pytest.mark.slow
 
@@ -73,6 +74,17 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return listing
 
 
+@pytest.fixture(scope="module")
+def loaded(runs_dir: Path) -> list[Run]:
+    runs, errors = load_runs(runs_dir)
+    assert errors == []
+    return runs
+
+
+def table(runs: list[Run], sort: str = "grader") -> list[dict[str, str]]:
+    return csv_rows(results_table(runs, "csv", sort))
+
+
 def read_validation(metrics: Path) -> list[dict[str, str]]:
     with metrics.open(newline="") as f:
         return [row for row in csv.DictReader(f) if row["metrics_summary/grader"] != ""]
@@ -108,8 +120,8 @@ def test_csv_lists_each_run_with_its_best_epoch(runs_dir: Path, capsys: pytest.C
         assert row["model_name"] == "deeplabv3p"
 
 
-def test_parameter_count_matches_the_built_model(runs_dir: Path, capsys: pytest.CaptureFixture) -> None:
-    rows = {r["name"]: r for r in csv_rows(results(runs_dir, "--format", "csv", capsys=capsys))}
+def test_parameter_count_matches_the_built_model(loaded: list[Run], runs_dir: Path) -> None:
+    rows = {r["name"]: r for r in table(loaded)}
     model = load_module(runs_dir / "lr0.01" / "checkpoints" / "best.ckpt").model
     expected = sum(p.numel() for p in model.parameters())
     assert sum(b.numel() for b in model.buffers()) > 0  # BN statistics exist and must not be counted
@@ -118,16 +130,18 @@ def test_parameter_count_matches_the_built_model(runs_dir: Path, capsys: pytest.
 
 
 def test_training_time_is_within_the_measured_wall_time(
-    runs_dir: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture
+    loaded: list[Run], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     _, measured = train_two_runs(tmp_path_factory.getbasetemp() / "shared_tiny_runs")
-    rows = {r["name"]: r for r in csv_rows(results(runs_dir, "--format", "csv", capsys=capsys))}
+    rows = {r["name"]: r for r in table(loaded)}
     for name, seconds in measured.items():
         assert 0 < float(rows[name]["train_time_s"]) <= seconds
 
 
-def test_only_differing_experiment_keys_become_columns(runs_dir: Path, capsys: pytest.CaptureFixture) -> None:
-    header = csv_rows(results(runs_dir, "--format", "csv", capsys=capsys))[0].keys()
+def test_only_differing_experiment_keys_become_columns(
+    loaded: list[Run], runs_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    header = table(loaded)[0].keys()
     # log_dir differs between the runs but is not part of the experiment; seed is, but it is the same.
     assert "optimizer_lr" in header
     for key in ("log_dir", "dataset_root", "workers", "seed", "batch_size"):
@@ -136,18 +150,20 @@ def test_only_differing_experiment_keys_become_columns(runs_dir: Path, capsys: p
     assert "optimizer_lr" not in csv_rows(one)[0]
 
 
-def test_crashed_run_has_empty_scores_and_comes_last(runs_dir: Path, capsys: pytest.CaptureFixture) -> None:
+def test_crashed_run_has_empty_scores_and_comes_last(loaded: list[Run]) -> None:
     for sort in ("grader", "miou", "si_log_rmse"):
-        rows = csv_rows(results(runs_dir, "--format", "csv", "--sort", sort, capsys=capsys))
+        rows = table(loaded, sort)
         assert rows[-1]["name"] == "sweep/crashed"
         assert rows[-1]["grader"] == rows[-1]["best_epoch"] == rows[-1]["miou"] == ""
         assert rows[-1]["epochs"] == "0"
         assert rows[-1]["params"] == ""  # no checkpoint: empty, with a warning
+    crashed = next(run for run in loaded if run.name == "sweep/crashed")
+    assert any("no best.ckpt or last.ckpt" in w for w in crashed.warnings)
 
 
-def test_sort_orders(runs_dir: Path, capsys: pytest.CaptureFixture) -> None:
+def test_sort_orders(loaded: list[Run]) -> None:
     def column(sort: str, key: str) -> list[str]:
-        return [r[key] for r in csv_rows(results(runs_dir, "--format", "csv", "--sort", sort, capsys=capsys))]
+        return [r[key] for r in table(loaded, sort)]
 
     graders = [float(v) for v in column("grader", "grader")[:2]]
     assert graders == sorted(graders, reverse=True)

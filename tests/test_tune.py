@@ -119,9 +119,11 @@ def test_default_space_samples_valid_train_flags(tmp_path: Path) -> None:
 
 def test_categorical_list_choices_and_numeric_strings() -> None:
     # YAML reads 1e-5 (no dot) as text; the space accepts it as the number it means
-    space = parse_space(yaml.safe_load("optimizer_lr: {type: float, low: 1e-5, high: 1e-3}\n"
-                                       "dilations: {type: categorical, choices: [[false, false, true], [false, true, true]]}"),
-                        "inline")
+    text = (
+        "optimizer_lr: {type: float, low: 1e-5, high: 1e-3}\n"
+        "dilations: {type: categorical, choices: [[false, false, true], [false, true, true]]}"
+    )
+    space = parse_space(yaml.safe_load(text), "inline")
     assert space.as_dict() == {
         "optimizer_lr": {"type": "float", "low": 1e-5, "high": 1e-3, "log": False},
         "dilations": {"type": "categorical", "choices": ["false,false,true", "false,true,true"]},
@@ -142,8 +144,8 @@ class FakeTrial:
 
 
 def fake_trainer(**overrides: object) -> SimpleNamespace:
-    values = {"sanity_checking": False, "current_epoch": 3, "callback_metrics": {"metrics_summary/grader": torch.tensor(12.5)}}
-    return SimpleNamespace(**{**values, **overrides})
+    metrics = {"metrics_summary/grader": torch.tensor(12.5)}
+    return SimpleNamespace(**{"sanity_checking": False, "current_epoch": 3, "callback_metrics": metrics, **overrides})
 
 
 def test_pruning_callback_raises_when_the_trial_should_prune() -> None:
@@ -191,7 +193,8 @@ def first_study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     flags = ["--dataset_root", str(data), *TRAIN_FLAGS]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = main(["tune", "--study", "s", "--n-trials", "2", "--runs-dir", str(runs), "--space", str(space), "--", *flags])
+        code = main(["tune", "--study", "s", "--n-trials", "2", "--runs-dir", str(runs), "--space", str(space),
+                     "--", *flags])
     storage = f"sqlite:///{runs / 's' / 'optuna.db'}"
     study = optuna.load_study(study_name="s", storage=storage)
     return {"code": code, "out": out.getvalue(), "runs": runs, "space": space, "flags": flags, "storage": storage,

@@ -28,8 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--study", required=True, metavar="NAME", help="study name; also the folder under --runs-dir")
-    parser.add_argument("--n-trials", type=positive_int, default=None, metavar="N", help="trials to run in this invocation")
-    parser.add_argument("--timeout", type=positive_float, default=None, metavar="S", help="seconds after which no new trial starts")
+    parser.add_argument(
+        "--n-trials", type=positive_int, default=None, metavar="N", help="trials to run in this invocation"
+    )
+    parser.add_argument(
+        "--timeout", type=positive_float, default=None, metavar="S", help="seconds after which no new trial starts"
+    )
     parser.add_argument(
         "--storage", default=None, metavar="URL",
         help="Optuna RDB URL, e.g. postgresql://user@host/db; None: sqlite:///<runs-dir>/<study>/optuna.db",
@@ -57,7 +61,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _tune(args: argparse.Namespace) -> int:
     from mtl.data.formats import DataFormatError
     from mtl.engine.callbacks import TrainingInterrupted
-    from mtl.engine.rundir import ResumeRefused
     from mtl.tuning.space import SpaceError, load_space
     from mtl.tuning.study import TuneError, best_info, make_pruner, masked, study_dir, tune
 
@@ -76,7 +79,7 @@ def _tune(args: argparse.Namespace) -> int:
             pruner=make_pruner(args.pruner, args.pruner_startup_trials, args.pruner_warmup_epochs),
             allow_changed=args.allow_changed,
         )
-    except (SpaceError, TuneError, ResumeRefused, FileExistsError, FileNotFoundError, DataFormatError) as exc:
+    except (SpaceError, TuneError, FileExistsError, FileNotFoundError, DataFormatError) as exc:
         print(f"mtl tune: {exc}", file=sys.stderr)
         return 2
     except TrainingInterrupted as exc:

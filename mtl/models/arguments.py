@@ -1,15 +1,36 @@
-"""Command-line flags of the model zoo (course names first), shared by training and `mtl complexity`."""
+"""Command-line flags of the model zoo (course names first), shared by training and `mtl complexity`.
+
+Torch-free on purpose: commands add these flags when the CLI is built, and `mtl --help` must stay quick.
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Iterator
 
 from mtl.cli.args import bool_list, int_list, positive_int, str2bool
-from mtl.models.registry import ENCODERS, MODELS
 
 MAIN_MODELS = ("deeplabv3p", "branched", "distillation")
 EXTRA_SKIP_SCALES = (2, 8)
+
+
+class _RegisteredNames:
+    """argparse ``choices`` that read a registry only when a value is checked or help is shown."""
+
+    def __init__(self, table: str):
+        self.table = table
+
+    def _names(self) -> list[str]:
+        import mtl.models
+
+        return sorted(getattr(mtl.models, self.table))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
 
 
 def _dilations(value: str) -> tuple[bool, ...]:
@@ -57,12 +78,18 @@ def add_model_arguments(parser: argparse.ArgumentParser, several_models: bool = 
     group = parser.add_argument_group("model")
     if several_models:
         group.add_argument(
-            "--model_name", nargs="+", action="extend", choices=sorted(MODELS), default=None,
-            help=f"one or more models (default: {' '.join(MAIN_MODELS)})",
+            "--model_name", nargs="+", action="extend", choices=_RegisteredNames("MODELS"), default=None, metavar="NAME",
+            help=f"one or more of %(choices)s (default: {' '.join(MAIN_MODELS)})",
         )
     else:
-        group.add_argument("--model_name", choices=sorted(MODELS), default="deeplabv3p", help="model architecture")
-    group.add_argument("--model_encoder_name", choices=sorted(ENCODERS), default="resnet34", help="ResNet encoder")
+        group.add_argument(
+            "--model_name", choices=_RegisteredNames("MODELS"), default="deeplabv3p", metavar="NAME",
+            help="model architecture: %(choices)s (default %(default)s)",
+        )
+    group.add_argument(
+        "--model_encoder_name", choices=_RegisteredNames("ENCODERS"), default="resnet34", metavar="NAME",
+        help="encoder: %(choices)s (default %(default)s)",
+    )
     _flag(group, "--pretrained", "initialise the encoder with ImageNet weights (torchvision file, read locally)")
     group.add_argument(
         "--pretrained_path", default=None,

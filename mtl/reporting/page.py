@@ -99,7 +99,8 @@ def results_section(runs: list[Run], rows: list[dict[str, Any]], cols: list, col
         "hyper-parameters that differ between these runs. <i>params</i>: trained parameters of the network "
         "(BatchNorm statistics excluded); <i>train time</i>: from TensorBoard event timestamps, summed over "
         "resumed sessions.</p>"
-        f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+        f'<div class="scroll"><table id="results-table"><thead><tr>{head}</tr></thead>'
+        f'<tbody>{"".join(body)}</tbody></table></div>'
     )
 
 

@@ -125,7 +125,9 @@ def parse_space(data: Any, source: str) -> SearchSpace:
             continue
         other = by_flag.get(p.complement_of)
         if other is None or other.kind != "float":
-            raise SpaceError(f"{source}: {p.flag}: complement_of must name a float flag of this space, got {p.complement_of!r}")
+            raise SpaceError(
+                f"{source}: {p.flag}: complement_of must name a float flag of this space, got {p.complement_of!r}"
+            )
         for end in (other.low, other.high):
             _check_accepted(p.flag, actions[p.flag], round(1.0 - end, 12), source)
     return SearchSpace(params, source)

@@ -284,7 +284,9 @@ def _check_same_experiment(study: optuna.Study, cfg: argparse.Namespace, space: 
     changes = []
     for part, prefix in (("train", "--"), ("space", "space: ")):
         old, new = recorded.get(part, {}), current[part]
-        changes += [f"{prefix}{k}: {old.get(k)} → {new.get(k)}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        changes += [
+            f"{prefix}{k}: {old.get(k)} → {new.get(k)}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
+        ]
     if changes and not allow_changed:
         listing = "\n  ".join(changes[:20])
         raise TuneError(

@@ -29,6 +29,7 @@ def _fractal_table(seed: int = 20240611) -> np.ndarray:
 
 TABLE = _fractal_table()
 _FLAT = TABLE.ravel()
+_PADDED = np.pad(TABLE, ((0, 1), (0, 1)), mode="wrap").ravel()  # neighbours without wrapping indices
 
 
 def noise(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -42,12 +43,10 @@ def smooth_noise(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Bilinear lookup: for surfaces seen close up, where a nearest lookup would show texel squares."""
     fu, fv = np.floor(u), np.floor(v)
     au, av = (u - fu).astype(np.float32), (v - fv).astype(np.float32)
-    iu = fu.astype(np.int32) & (SIZE - 1)
-    iv = fv.astype(np.int32) & (SIZE - 1)
-    ju, jv = (iu + 1) & (SIZE - 1), (iv + 1) & (SIZE - 1)
-    top = _FLAT[iv * SIZE + iu] * (1 - au) + _FLAT[iv * SIZE + ju] * au
-    bottom = _FLAT[jv * SIZE + iu] * (1 - au) + _FLAT[jv * SIZE + ju] * au
-    return top * (1 - av) + bottom * av
+    i = (fv.astype(np.int32) & (SIZE - 1)) * (SIZE + 1) + (fu.astype(np.int32) & (SIZE - 1))
+    top = _PADDED[i] + (_PADDED[i + 1] - _PADDED[i]) * au
+    bottom = _PADDED[i + SIZE + 1] + (_PADDED[i + SIZE + 2] - _PADDED[i + SIZE + 1]) * au
+    return top + (bottom - top) * av
 
 
 def fine_weight(distance: np.ndarray, scale: float) -> np.ndarray:

@@ -287,13 +287,12 @@ def draw_bonnet(rgb: np.ndarray, label: np.ndarray, depth: np.ndarray, bonnet: B
     h, w = label.shape
     x = (np.arange(w) + 0.5) / w * 2 - 1
     top = h * (1.0 - bonnet.height * (1.0 - 0.45 * x**2))
-    rows = np.arange(h)[:, None] + 0.5
-    mask = rows >= top[None, :]
-    v = np.clip((rows - top[None, :]) / (bonnet.height * h), 0, 1)
-    color = bonnet.color * (0.35 + 0.3 * v[..., None]) + light.horizon * (1.0 - v[..., None]) * 0.5
-    rgb[mask] = to_srgb(color[mask])
-    label[mask] = IGNORE_INDEX
-    depth[mask] = np.nan
+    rows, cols = np.nonzero(np.arange(h)[:, None] + 0.5 >= top[None, :])
+    v = np.clip((rows + 0.5 - top[cols]) / (bonnet.height * h), 0, 1)[:, None].astype(np.float32)
+    color = bonnet.color * (0.35 + 0.3 * v) + light.horizon.astype(np.float32) * (1.0 - v) * 0.5
+    rgb[rows, cols] = to_srgb(color)
+    label[rows, cols] = IGNORE_INDEX
+    depth[rows, cols] = np.nan
 
 
 def render(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,0 +1,142 @@
+"""`mtl report`: a self-contained page (no network), escaped run text, and images that load in headless Chromium."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from test_results import train_two_runs
+
+from mtl.cli.main import main
+
+pytestmark = pytest.mark.slow
+
+EVIL = '<i>&"evil"'
+# Appended to a copy of the page under test: writes what the browser made of every <img> into the DOM.
+IMAGE_PROBE = """<script>
+window.addEventListener("load", () => {
+  const images = Array.from(document.images);
+  const broken = images.filter((i) => !(i.complete && i.naturalWidth > 0)).map((i) => i.alt);
+  const probe = document.createElement("pre");
+  probe.id = "image-probe";
+  probe.textContent = JSON.stringify({total: images.length, broken: broken, rows: document.querySelectorAll("#results-table tbody tr").length});
+  document.body.appendChild(probe);
+});
+</script>"""
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    runs, _ = train_two_runs(tmp_path_factory.getbasetemp() / "shared_tiny_runs")
+    return runs
+
+
+@pytest.fixture(scope="module")
+def report(runs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    assert main(["report", str(runs_dir), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Debian's chromium, installed with apt-get when missing (as root); the test is skipped only if that fails."""
+    exe = shutil.which("chromium")
+    if exe is None and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(
+            "apt-get update -q && apt-get install -y -q chromium", shell=True, env=env, capture_output=True, timeout=1200
+        )
+        exe = shutil.which("chromium")
+    if exe is None:
+        pytest.skip("chromium is not installed and could not be installed with apt-get")
+    return exe
+
+
+def render_dom(chromium: str, page: Path, profile: Path) -> str:
+    result = subprocess.run(
+        [
+            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync",
+            f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom", page.resolve().as_uri(),
+        ],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def probe_images(chromium: str, page_html: str, tmp_path: Path) -> dict:
+    page = tmp_path / "probed.html"
+    page.write_text(page_html.replace("</body>", IMAGE_PROBE + "</body>"), encoding="utf-8")
+    dom = render_dom(chromium, page, tmp_path / "profile")
+    match = re.search(r'<pre id="image-probe">(.*?)</pre>', dom, re.S)
+    assert match, "the probe script did not run"
+    return json.loads(html.unescape(match.group(1)))
+
+
+def test_report_is_self_contained(report: Path) -> None:
+    text = report.read_text(encoding="utf-8")
+    attributes = re.findall(r'\b(?:src|href)\s*=\s*"([^"]*)"', text, re.I)
+    assert attributes, "expected embedded images"
+    assert all(value.startswith("data:") for value in attributes), [v[:40] for v in attributes if not v.startswith("data:")]
+    assert not re.search(r"(?:https?:)?//[\w.-]+\.\w+/", re.sub(r'"data:[^"]*"', '""', text))
+    assert "<script" not in text.lower() and "<link" not in text.lower() and "@import" not in text
+    # One chart, the depth colour bar and one prediction grid per run.
+    assert text.count("<img ") == 2 + 2
+    assert text.count('src="data:image/svg+xml;base64,') == 1
+
+
+def test_report_renders_in_chromium_with_every_image_loaded(
+    report: Path, chromium: str, tmp_path: Path
+) -> None:
+    result = probe_images(chromium, report.read_text(encoding="utf-8"), tmp_path)
+    assert result == {"total": 4, "broken": [], "rows": 2}
+
+
+def test_image_probe_detects_a_broken_image(chromium: str, tmp_path: Path) -> None:
+    """The check above can fail: an undecodable data URI is reported."""
+    page = '<!DOCTYPE html><html><body><img alt="bad" src="data:image/png;base64,AAAA"></body></html>'
+    assert probe_images(chromium, page, tmp_path)["broken"] == ["bad"]
+
+
+def test_run_text_is_escaped(runs_dir: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    evil = runs / EVIL
+    shutil.copytree(runs_dir / "lr0.01", evil, ignore=shutil.ignore_patterns("*.ckpt"))
+    config = yaml.safe_load((evil / "config.yaml").read_text())
+    config["model_name"] = "<script>alert(1)</script>"
+    (evil / "config.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "report.html"
+    assert main(["report", str(runs), "--out", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert EVIL not in text and "<script>" not in text
+    assert html.escape(EVIL) in text and html.escape("<script>alert(1)</script>") in text
+
+
+def test_single_run_and_run_without_validation(runs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "one.html"
+    assert main(["report", str(runs_dir / "lr0.001"), "--out", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    table = text[text.index('id="results-table"') : text.index("</table>", text.index('id="results-table"'))]
+    assert table.count("<tr>") == 1 + 1 and "lr0.001" in table
+    assert text.count("<img ") == 3
+
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    shutil.copy(runs_dir / "lr0.001" / "config.yaml", crashed / "config.yaml")
+    (crashed / "metrics.csv").write_text("step,epoch,loss_train/total\n0,,3.5\n")
+    assert main(["report", str(crashed), "--out", str(tmp_path / "crashed.html")]) == 0
+    text = (tmp_path / "crashed.html").read_text(encoding="utf-8")
+    assert "No run has finished a validation yet." in text
+    assert "no valid/observed_samples picture logged" in text
+
+    assert main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.html")]) == 2
+    assert "runs folder not found" in capsys.readouterr().err
