@@ -1,6 +1,6 @@
 """Inference speed per image: PyTorch eager vs torch.compile vs ONNX Runtime, at batch 1.
 
-Usage: python bench/inference.py [--sizes 256x512,512x1024] [--warmup 2] [--repeats 5]
+Usage: python bench/inference.py [--sizes 256x512,512x1024] [--warmup 3] [--repeats 5]
        [--model_name deeplabv3p] [--encoder resnet34] [--threads N] [--device auto|cpu|cuda]
        [--backends eager,compile,onnxruntime]
 
@@ -37,7 +37,7 @@ BACKENDS = ("eager", "compile", "onnxruntime")
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="256x512,512x1024", help="comma-separated HEIGHTxWIDTH")
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--model_name", default="deeplabv3p")
     parser.add_argument("--encoder", default="resnet34")

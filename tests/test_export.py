@@ -60,7 +60,8 @@ def exported(request: pytest.FixtureRequest, dataset: Path) -> dict:
     path = dataset.parent / f"{name}.onnx"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        code = main(["export", "--checkpoint", str(ckpt), "--out", str(path), "--height", str(HEIGHT), "--width", str(WIDTH)])
+        flags = ["--out", str(path), "--height", str(HEIGHT), "--width", str(WIDTH)]
+        code = main(["export", "--checkpoint", str(ckpt), *flags])
     module = load_module(ckpt)
     return {"name": name, "module": module, "onnx": path, "code": code, "printed": printed.getvalue()}
 

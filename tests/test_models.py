@@ -9,7 +9,10 @@ import torch
 from torch import nn
 
 from mtl.models import MODELS, add_model_arguments, build_model, register_model
-from models_helpers import BOTH, make_cfg, num_params
+from test_models_helpers import BOTH, make_cfg, num_params
+
+# Narrow decoders keep the shape and gradient tests quick; the structure is the same at any width.
+SMALL = ("--model_encoder_name", "resnet18", "--aspp_channels", "32", "--decoder_channels", "32", "--skip_channels", "8")
 
 # torchvision's ResNet-34 has 21,797,672 parameters, of which fc (512·1000 + 1000) is dropped.
 RESNET34_ENCODER = 21_797_672 - 513_000
@@ -127,7 +130,7 @@ def test_dilated_encoder_computes_the_strided_one_densely(dilations, step):
 @pytest.mark.parametrize("name", ["deeplabv3p", "branched", "distillation"])
 @pytest.mark.parametrize("outputs_desc", [BOTH, {"depth": 1}, {"semseg": 19}], ids=["both", "depth", "semseg"])
 def test_outputs_have_the_input_size(name, outputs_desc):
-    model = build_model(make_cfg("--model_name", name, "--model_encoder_name", "resnet18"), outputs_desc).eval()
+    model = build_model(make_cfg("--model_name", name, *SMALL), outputs_desc).eval()
     for height, width in ((64, 64), (50, 70)):
         with torch.no_grad():
             out = model(torch.randn(1, 3, height, width))
@@ -151,8 +154,8 @@ def test_outputs_have_the_input_size(name, outputs_desc):
 def test_gradients_reach_every_parameter(flags):
     """No unused parameters (DDP would need find_unused_parameters), and the output size is the input's."""
     torch.manual_seed(0)
-    model = build_model(make_cfg("--model_encoder_name", "resnet18", *flags), BOTH).train()
-    out = model(torch.randn(2, 3, 50, 70))  # 2 images: the image-pooling BatchNorm needs > 1 value
+    model = build_model(make_cfg(*SMALL, *flags), BOTH).train()
+    out = model(torch.randn(2, 3, 34, 42))  # 2 images: the image-pooling BatchNorm needs > 1 value
     loss = sum(p.float().square().mean() for v in out.values() for p in (v if isinstance(v, list) else [v]))
     loss.backward()
     unused = [name for name, p in model.named_parameters() if p.grad is None]
@@ -160,14 +163,11 @@ def test_gradients_reach_every_parameter(flags):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
     for value in out.values():
         for p in value if isinstance(value, list) else [value]:
-            assert p.shape[-2:] == (50, 70)
+            assert p.shape[-2:] == (34, 42)
 
 
 def test_compiles_as_one_graph_with_channels_last_and_bf16():
-    model = build_model(
-        make_cfg("--model_encoder_name", "resnet18", "--depth_head", "adabins", "--adabins_bins", "16", "--se", "--extra_skips", "2"),
-        BOTH,
-    ).eval()
+    model = build_model(make_cfg(*SMALL, "--depth_head", "adabins", "--adabins_bins", "16", "--se", "--extra_skips", "2"), BOTH).eval()
     model = model.to(memory_format=torch.channels_last)
     x = torch.randn(1, 3, 64, 64).to(memory_format=torch.channels_last)
     compiled = torch.compile(model, fullgraph=True, backend="eager")  # fails on graph breaks (.item(), data-dependent ifs)

@@ -9,7 +9,7 @@ from torch import nn
 
 from mtl.cli.main import main
 from mtl.models import build_model
-from models_helpers import BOTH, make_cfg, num_params
+from test_models_helpers import BOTH, make_cfg, num_params
 
 
 def conv_macs_by_hooks(model: nn.Module, height: int, width: int) -> int:

@@ -13,7 +13,7 @@ from mtl.models.attention import SelfAttention
 from mtl.models.decoder import DeepLabV3PlusDecoder
 from mtl.models.heads import PredictionHead
 from mtl.models.vortex import VortexPooling
-from models_helpers import BOTH, make_cfg
+from test_models_helpers import BOTH, make_cfg
 
 
 def _conv_bn_relu(x, seq, dilation=1, padding=0):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mtl.models import build_model
-from models_helpers import make_cfg
+from test_models_helpers import make_cfg
 
 
 def torchvision_resnet34_shapes() -> dict[str, tuple[int, ...]]:

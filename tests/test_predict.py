@@ -14,12 +14,12 @@ from PIL import Image
 
 from mtl.cli.main import main
 from mtl.data.classes import CLASS_COLORS, palette
-from mtl.data.formats import encode_depth, read_semseg
+from mtl.data.formats import encode_depth, read_semseg, write_semseg
 from mtl.data.miniscapes import MiniScapes
 from mtl.engine.checkpoint import load_module
 from mtl.engine.evaluate import evaluate_split
 from mtl.engine.visualize import depth_picture
-from mtl.inference import TestTimeAugmentation
+from mtl.inference import TestTimeAugmentation, load_image
 
 pytestmark = pytest.mark.slow
 
@@ -208,7 +208,8 @@ def test_split_mode_without_ground_truth_writes_files_only(
     checkpoint: Path, dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "test"
-    flags = ["--split", "test", "--dataset_root", str(dataset), "--out", str(out), "--tta", "--tta_scales", "0.5,1", "--tta_flip", "no"]
+    flags = ["--split", "test", "--dataset_root", str(dataset), "--out", str(out)]
+    flags += ["--tta", "--tta_scales", "0.5,1", "--tta_flip", "no"]
     assert main(["predict", "--checkpoint", str(checkpoint), *flags]) == 0
     assert "has no ground truth" in capsys.readouterr().out
     assert sorted(p.name for p in (out / "depth").iterdir()) == ["0.png", "1.png"]
@@ -235,7 +236,9 @@ def test_unreadable_image_is_an_error_naming_the_file(
         (["--input", "x.png", "--tta", "--tta_scales", "1,-0.5"], "--tta_scales must be positive numbers"),
     ],
 )
-def test_flag_errors_name_the_flag(extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_flag_errors_name_the_flag(
+    extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert main(["predict", "--checkpoint", "none.ckpt", "--out", str(tmp_path), *extra]) == 2
     assert message in capsys.readouterr().err
 
@@ -250,5 +253,22 @@ def test_input_problems_are_clear_errors(checkpoint: Path, tmp_path: Path, capsy
         Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(twins / name)
     assert main([*base, "--input", str(twins)]) == 1
     assert "a.jpg and a.png would write the same outputs" in capsys.readouterr().err
-    assert main(["predict", "--checkpoint", str(tmp_path / "no.ckpt"), "--input", str(twins), "--out", str(tmp_path)]) == 1
+    missing = ["predict", "--checkpoint", str(tmp_path / "no.ckpt"), "--input", str(twins), "--out", str(tmp_path)]
+    assert main(missing) == 1
     assert f"checkpoint not found: {tmp_path / 'no.ckpt'}" in capsys.readouterr().err
+
+
+def test_sixteen_bit_and_palette_images_become_eight_bit_rgb(tmp_path: Path) -> None:
+    values = np.array([[0, 257, 65535], [1000, 30000, 50000]], dtype=np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    rgb, note = load_image(tmp_path / "deep.png")
+    expected = np.round(values / 257).astype(np.uint8)
+    assert rgb.shape == (2, 3, 3) and rgb.dtype == np.uint8
+    assert all(np.array_equal(rgb[..., c], expected) for c in range(3))
+    assert note is not None and "16-bit" in note and "deep.png" in note
+
+    ids = np.array([[0, 13], [10, 2]], dtype=np.uint8)
+    write_semseg(tmp_path / "palette.png", ids)
+    rgb, note = load_image(tmp_path / "palette.png")
+    np.testing.assert_array_equal(rgb, np.array(CLASS_COLORS, dtype=np.uint8)[ids])
+    assert note == f"{tmp_path / 'palette.png'}: mode P converted to RGB"

@@ -26,7 +26,8 @@ window.addEventListener("load", () => {
   const broken = images.filter((i) => !(i.complete && i.naturalWidth > 0)).map((i) => i.alt);
   const probe = document.createElement("pre");
   probe.id = "image-probe";
-  probe.textContent = JSON.stringify({total: images.length, broken: broken, rows: document.querySelectorAll("#results-table tbody tr").length});
+  const rows = document.querySelectorAll("#results-table tbody tr").length;
+  probe.textContent = JSON.stringify({total: images.length, broken: broken, rows: rows});
   document.body.appendChild(probe);
 });
 </script>"""
@@ -51,9 +52,8 @@ def chromium() -> str:
     exe = shutil.which("chromium")
     if exe is None and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(
-            "apt-get update -q && apt-get install -y -q chromium", shell=True, env=env, capture_output=True, timeout=1200
-        )
+        install = "apt-get update -q && apt-get install -y -q chromium"
+        subprocess.run(install, shell=True, env=env, capture_output=True, timeout=1200)
         exe = shutil.which("chromium")
     if exe is None:
         pytest.skip("chromium is not installed and could not be installed with apt-get")
@@ -86,7 +86,7 @@ def test_report_is_self_contained(report: Path) -> None:
     text = report.read_text(encoding="utf-8")
     attributes = re.findall(r'\b(?:src|href)\s*=\s*"([^"]*)"', text, re.I)
     assert attributes, "expected embedded images"
-    assert all(value.startswith("data:") for value in attributes), [v[:40] for v in attributes if not v.startswith("data:")]
+    assert [v[:40] for v in attributes if not v.startswith("data:")] == []
     assert not re.search(r"(?:https?:)?//[\w.-]+\.\w+/", re.sub(r'"data:[^"]*"', '""', text))
     assert "<script" not in text.lower() and "<link" not in text.lower() and "@import" not in text
     # One chart, the depth colour bar and one prediction grid per run.
@@ -140,3 +140,25 @@ def test_single_run_and_run_without_validation(runs_dir: Path, tmp_path: Path, c
 
     assert main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.html")]) == 2
     assert "runs folder not found" in capsys.readouterr().err
+
+
+def test_page_from_hand_made_runs(tmp_path: Path) -> None:
+    """Rendering only (no training): IoU cell shades, the clipped-grader note, and the best score in bold."""
+    from mtl.reporting.page import render_report
+    from mtl.reporting.runs import Run
+
+    def run(name: str, graders: list[float], road_iou: float) -> Run:
+        (tmp_path / name).mkdir()
+        validation = [
+            {"step": 2.0 * (e + 1), "epoch": float(e), "metrics_summary/grader": g, "metrics_summary/semseg": 40.0 + e,
+             "metrics_summary/depth": 60.0 - g, "metrics_task_semseg/road": road_iou}
+            for e, g in enumerate(graders)
+        ]
+        return Run(tmp_path / name, name, {"model_name": "deeplabv3p"}, validation, [])
+
+    text = render_report([run("zero", [0.0, 0.0], 0.0), run("good", [3.0, 7.5, 7.5], 100.0)], tmp_path)
+    assert 'style="background:#41ab5d">100.0<' in text and 'style="background:#ffffff">0.0<' in text
+    assert "Grader 0 at every epoch (zero)" in text
+    table = text[text.index('id="results-table"') : text.index("</table>", text.index('id="results-table"'))]
+    assert table.index(">good<") < table.index(">zero<")  # sorted by grader
+    assert '<td class="num best">7.50</td>' in table and '<td class="num best">1</td>' not in table

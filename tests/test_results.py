@@ -55,8 +55,8 @@ def train_two_runs(base: Path) -> tuple[Path, dict[str, float]]:
     runs, seconds = base / "runs", {}
     for lr in LEARNING_RATES:
         start = time.monotonic()
-        code = main(["train", "--dataset_root", str(data), "--log_dir", str(runs / f"lr{lr}"), "--optimizer_lr", lr, *FLAGS])
-        assert code == 0
+        argv = ["train", "--dataset_root", str(data), "--log_dir", str(runs / f"lr{lr}"), "--optimizer_lr", lr]
+        assert main([*argv, *FLAGS]) == 0
         seconds[f"lr{lr}"] = time.monotonic() - start
     return runs, seconds
 
@@ -218,7 +218,7 @@ def test_best_epoch_is_the_first_maximum_and_train_losses_are_epoch_means(tmp_pa
     epoch, and rows of an unfinished epoch are dropped."""
     run = tmp_path / "run"
     run.mkdir()
-    yaml.safe_dump({"model_name": "branched"}, (run / "config.yaml").open("w"))
+    (run / "config.yaml").write_text(yaml.safe_dump({"model_name": "branched"}))
     (run / "metrics.csv").write_text(
         "step,epoch,loss_train/total,loss_val/total,metrics_summary/grader,metrics_summary/semseg\n"
         "0,,4.0,,,\n1,,2.0,,,\n2,0.0,,3.0,10.0,55.0\n"

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from mtl.data.classes import CLASS_ID, IGNORE_INDEX, NUM_CLASSES
-from mtl.data.formats import ZMAX, ZMIN, encode_depth, read_depth, read_rgb, read_semseg
+from mtl.data.formats import ZMAX, ZMIN, encode_depth, read_depth, read_semseg, write_rgb
 from mtl.data.miniscapes import MiniScapes
 from mtl.data.synth import generate_dataset, render_sample
 from mtl.data.synth.camera import Camera
@@ -230,7 +230,8 @@ def test_generate_dataset_writes_the_miniscapes_layout(tmp_path: Path):
     np.testing.assert_array_equal(read_semseg(root / "val/semseg/1.png"), sample.semseg)
     codes = np.asarray(Image.open(root / "val/depth/1.png"))
     np.testing.assert_array_equal(codes, encode_depth(sample.depth, "invalidate"))
-    assert np.abs(read_rgb(root / "val/rgb/1.jpg").astype(int) - sample.rgb).mean() < 4  # JPEG loss only
+    write_rgb(tmp_path / "reference.jpg", sample.rgb)  # same encoder, same bytes
+    assert (root / "val/rgb/1.jpg").read_bytes() == (tmp_path / "reference.jpg").read_bytes()
     test_sample = render_sample(5, "test", 0, 128, 64)
     np.testing.assert_array_equal(read_semseg(root / "test_gt/semseg/0.png"), test_sample.semseg)
     assert np.isnan(read_depth(root / "test_gt/depth/0.png")[test_sample.semseg == SKY]).all()
@@ -263,7 +264,7 @@ def test_generate_dataset_rejects_bad_arguments(tmp_path: Path, kwargs, message)
 
 def test_generate_dataset_refuses_a_non_empty_folder(tmp_path: Path):
     (tmp_path / "old.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(FileExistsError, match="not an empty folder"):
         generate_dataset(tmp_path, 1, 0, 0, 128, 64, 0, workers=1)
     assert [p.name for p in tmp_path.iterdir()] == ["old.txt"]
 

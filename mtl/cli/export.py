@@ -48,6 +48,7 @@ def _export(args: argparse.Namespace) -> int:
             f"{row['tolerance']:>11.3g}  {'yes' if row['ok'] else 'NO'}"
         )
     if not all(row["ok"] for row in rows):
-        print(f"mtl export: error: {path} differs from PyTorch beyond the tolerance (file kept for inspection)", file=sys.stderr)
+        message = f"{path} differs from PyTorch beyond the tolerance (file kept for inspection)"
+        print(f"mtl export: error: {message}", file=sys.stderr)
         return 1
     return 0

@@ -1,4 +1,4 @@
-"""`mtl predict`: semseg and depth for your own images, or for a dataset split, optionally with test-time augmentation."""
+"""`mtl predict`: semseg and depth for your own images or a dataset split, optionally with test-time augmentation."""
 
 from __future__ import annotations
 

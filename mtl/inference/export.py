@@ -62,7 +62,12 @@ class ExportModel(nn.Module):
 
 
 def export_onnx(
-    wrapper: ExportModel, path: str | Path, height: int, width: int, opset: int = DEFAULT_OPSET, metadata: dict | None = None
+    wrapper: ExportModel,
+    path: str | Path,
+    height: int,
+    width: int,
+    opset: int = DEFAULT_OPSET,
+    metadata: dict | None = None,
 ) -> Path:
     """Trace ``wrapper`` at height×width into ``path`` with dynamic batch, height and width."""
     import onnx

@@ -36,7 +36,9 @@ def _same_size_batches(paths: Sequence[Path], batch_size: int) -> Iterator[list[
         yield batch
 
 
-def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, ids: np.ndarray | None, depth_m: np.ndarray | None) -> None:
+def write_outputs(
+    out_dir: Path, stem: str, rgb: np.ndarray, ids: np.ndarray | None, depth_m: np.ndarray | None
+) -> None:
     """<stem>_semseg.png (palette), <stem>_depth.png (disparity codes, clamp), <stem>_depth_color.png,
     <stem>_overview.png."""
     if ids is not None:

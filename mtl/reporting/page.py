@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,8 +22,8 @@ from mtl.engine.config import NON_EXPERIMENT_KEYS
 from mtl.metrics import DEPTH_METRIC_NAMES
 from mtl.reporting.events import latest_image
 from mtl.reporting.plots import curves_svg, run_colors
-from mtl.reporting.runs import MIOU, SI_LOG_RMSE, Run
-from mtl.reporting.table import build_table, cell_text, config_text, differing_keys
+from mtl.reporting.runs import GRADER, MIOU, SI_LOG_RMSE, Run
+from mtl.reporting.table import Column, build_table, cell_text, config_text, differing_keys
 
 OBSERVED_TAG = "valid/observed_samples"
 _BEST_IS_MAX = {"grader": True, "miou": True, "si_log_rmse": False}
@@ -51,7 +52,7 @@ figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
 figure img.small { image-rendering: pixelated; }
 .legend { display: flex; flex-wrap: wrap; gap: 4px 14px; font-size: 12px; color: #444; margin: 6px 0; }
 .legend img { vertical-align: middle; border: 1px solid #999; }
-.warn { color: #8a4b00; }
+.warn, p.note.warn { color: #8a4b00; }
 details { margin: 4px 0; }
 summary { cursor: pointer; }
 """
@@ -65,6 +66,10 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
 def swatch(color: str) -> str:
     return f'<span class="swatch" style="background:{esc(color)}"></span>'
 
@@ -73,11 +78,11 @@ def run_label(run: Run, colors: dict[str, str]) -> str:
     return swatch(colors[run.name]) + esc(run.name)
 
 
-def results_section(runs: list[Run], rows: list[dict[str, Any]], cols: list, colors: dict[str, str]) -> str:
+def results_section(runs: list[Run], rows: list[dict[str, Any]], cols: list[Column], colors: dict[str, str]) -> str:
     """The results table; the best grader, mIoU and SI-logRMSE among the runs are bold."""
     best = {}
     for key, is_max in _BEST_IS_MAX.items():
-        values = [r[key] for r in rows if r[key] is not None and r[key] == r[key]]
+        values = [r[key] for r in rows if _finite(r[key])]
         if values:
             best[key] = max(values) if is_max else min(values)
     by_name = {run.name: run for run in runs}
@@ -100,7 +105,18 @@ def results_section(runs: list[Run], rows: list[dict[str, Any]], cols: list, col
         "(BatchNorm statistics excluded); <i>train time</i>: from TensorBoard event timestamps, summed over "
         "resumed sessions.</p>"
         f'<div class="scroll"><table id="results-table"><thead><tr>{head}</tr></thead>'
-        f'<tbody>{"".join(body)}</tbody></table></div>'
+        f'<tbody>{"".join(body)}</tbody></table></div>' + _clipped_note(runs)
+    )
+
+
+def _clipped_note(runs: list[Run]) -> str:
+    """The grader is clipped at 0, so a run that never passed mIoU 50 or SI-logRMSE 50 has no real best epoch."""
+    names = [run.name for run in runs if run.validation and all(row.get(GRADER) == 0 for row in run.validation)]
+    if not names:
+        return ""
+    return (
+        f'<p class="note warn">Grader 0 at every epoch ({esc(", ".join(names))}): it is clipped at 0 below mIoU 50 '
+        "and above SI-logRMSE 50, so the best epoch is simply the first one.</p>"
     )
 
 
@@ -119,8 +135,7 @@ def curves_section(runs: list[Run], colors: dict[str, str]) -> str:
 def _iou_color(iou: float) -> str:
     """White at 0 % to green at 100 % (linear), dark enough text stays readable on it."""
     t = min(max(iou / 100.0, 0.0), 1.0)
-    low, high = np.array([255, 255, 255]), np.array([65, 171, 93])
-    r, g, b = np.round(low + t * (high - low)).astype(int)
+    r, g, b = (round(255 + t * (end - 255)) for end in (65, 171, 93))
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
@@ -135,8 +150,8 @@ def class_iou_section(runs: list[Run], colors: dict[str, str]) -> str:
         cells = [f"<td>{swatch('#%02x%02x%02x' % color)}{esc(name)}</td>"]
         for run in with_semseg:
             iou = run.best.get(f"metrics_task_semseg/{name.replace(' ', '_')}")
-            if iou is None:
-                cells.append("<td></td>")
+            if not _finite(iou):
+                cells.append(f'<td class="num">{"" if iou is None else iou}</td>')
             else:
                 cells.append(f'<td class="num" style="background:{_iou_color(iou)}">{iou:.1f}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -157,7 +172,7 @@ def depth_section(runs: list[Run], colors: dict[str, str]) -> str:
     body = []
     for metric in DEPTH_METRIC_NAMES:
         values = [run.best.get(f"metrics_task_depth/{metric}") for run in with_depth]
-        known = [v for v in values if v is not None and v == v]
+        known = [v for v in values if _finite(v)]
         top = (max(known) if metric in _DEPTH_HIGHER_BETTER else min(known)) if known else None
         arrow = "↑" if metric in _DEPTH_HIGHER_BETTER else "↓"
         cells = [f"<td>{esc(metric)} {arrow}</td>"]

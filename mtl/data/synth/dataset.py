@@ -2,7 +2,7 @@
 
 Layout: ``<out>/{train,val}/{rgb,semseg,depth}/<i>.{jpg,png,png}``, ``<out>/test/rgb/<i>.jpg`` and the
 test ground truth, kept apart for the grader, in ``<out>/test_gt/{semseg,depth}/<i>.png``.
-``<out>/synth.json`` records the arguments so that any sample can be regenerated alone.
+``<out>/synth.json``, written last, records the arguments so that any sample can be regenerated alone.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def generate_dataset(
         raise ValueError(f"--workers must be >= 1, got {workers}")
     root = Path(out)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise FileExistsError(f"{root}: output folder exists and is not empty; choose a new --out")
+        raise FileExistsError(f"{root}: exists and is not an empty folder; choose a new --out")
 
     for split, count in counts.items():
         if count:
@@ -84,8 +84,7 @@ def generate_dataset(
                 (root / folder / modality).mkdir(parents=True, exist_ok=True)
     jobs = [(str(root), seed, split, i, width, height) for split, count in counts.items() for i in range(count)]
     with tqdm(total=len(jobs), desc="synth", unit="img") as bar:
-        if workers == 1:
-            _init_worker()
+        if workers == 1:  # in this process: leave the caller's thread settings alone
             for job in jobs:
                 _write_sample(job)
                 bar.update()
@@ -93,5 +92,6 @@ def generate_dataset(
             with Pool(workers, initializer=_init_worker) as pool:
                 for _ in pool.imap_unordered(_write_sample, jobs, chunksize=4):
                     bar.update()
+    # written last: its presence says the dataset is complete
     meta = {"generator": "mtl.data.synth", "seed": seed, "width": width, "height": height, **{f"num_{k}": v for k, v in counts.items()}}
     (root / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")

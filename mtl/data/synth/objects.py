@@ -19,12 +19,12 @@ LIGHT, SIGN, VEGETATION, TERRAIN = (CLASS_ID[n] for n in ("traffic light", "traf
 PERSON, RIDER, CAR, TRUCK, BUS = (CLASS_ID[n] for n in ("person", "rider", "car", "truck", "bus"))
 TRAIN, MOTORCYCLE, BICYCLE = (CLASS_ID[n] for n in ("train", "motorcycle", "bicycle"))
 
+LOD_DISTANCE = 60.0  # metres ahead beyond which objects drop parts smaller than a pixel or two
 CAR_PAINT = [(200, 200, 200), (30, 30, 35), (120, 125, 130), (160, 20, 25), (20, 50, 120), (235, 235, 235),
              (80, 90, 60), (170, 140, 90), (60, 60, 70), (200, 170, 30), (100, 30, 40), (40, 80, 90)]
 CLOTHES = [(30, 30, 40), (60, 60, 70), (150, 30, 30), (30, 60, 120), (200, 200, 190), (90, 70, 50),
            (40, 90, 60), (180, 150, 100), (120, 40, 100), (20, 20, 20), (220, 120, 40), (100, 110, 140)]
 SKIN = [(230, 190, 160), (200, 150, 110), (140, 95, 65), (90, 60, 40), (240, 205, 180)]
-LOD_DISTANCE = 60.0  # metres ahead beyond which objects drop parts smaller than a pixel or two
 LEAVES = [(70, 110, 40), (60, 100, 35), (90, 120, 45), (50, 85, 40), (100, 115, 50)]
 
 
@@ -44,7 +44,7 @@ def _axles(place: Placement, label: int, radius: float, track: float, axles, col
 
 
 def car(rng: np.random.Generator, place: Placement) -> list[Part]:
-    """Sedan, hatchback, SUV or van: lower body, glass cabin, four wheels."""
+    """Sedan, hatchback, SUV or van: lower body, glass cabin, two axles (dropped when far)."""
     kind = rng.choice(["sedan", "hatch", "suv", "van"], p=[0.4, 0.3, 0.2, 0.1])
     length = {"sedan": 4.6, "hatch": 4.0, "suv": 4.7, "van": 5.0}[kind] * rng.uniform(0.93, 1.07)
     width = rng.uniform(1.72, 1.92)
@@ -70,7 +70,7 @@ def car(rng: np.random.Generator, place: Placement) -> list[Part]:
 
 
 def truck(rng: np.random.Generator, place: Placement) -> list[Part]:
-    """Cab-over truck with a box body: cab, cargo box, chassis, six wheels."""
+    """Cab-over truck with a box body: cab, cargo box, chassis, three axles."""
     cargo_len = rng.uniform(5.0, 8.0)
     cab_len = 2.2
     width = 2.5
@@ -193,8 +193,7 @@ def motorcycle(rng: np.random.Generator, place: Placement) -> list[Part]:
 def rider_on(rng: np.random.Generator, place: Placement, vehicle: str) -> list[Part]:
     """A rider (class rider) seated on a bicycle or motorcycle (classes bicycle / motorcycle)."""
     ride = bicycle(rng, place) if vehicle == "bicycle" else motorcycle(rng, place)
-    seat = 0.98 if vehicle == "bicycle" else 0.98
-    seat_place = Placement(*place.at(0, seat, -0.15 if vehicle == "bicycle" else -0.2), place.yaw)
+    seat_place = Placement(*place.at(0, 0.98, -0.15 if vehicle == "bicycle" else -0.2), place.yaw)
     return ride + person(rng, seat_place, label=RIDER, seated=True, helmet=vehicle == "motorcycle" or rng.random() < 0.4)
 
 

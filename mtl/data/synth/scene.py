@@ -126,9 +126,10 @@ def _street(rng: np.random.Generator, style: str) -> Street:
     for side in (-1, 1):
         strip[side] = rng.uniform(1.0, 3.0) if rng.random() < {"city": 0.15, "residential": 0.35, "suburb": 0.6}[style] else 0.0
         walk[side] = rng.uniform(2.5, 5.5) if style == "city" else rng.uniform(1.5, 3.0)
-        setback[side] = {"city": 0.0, "residential": rng.uniform(0, 6), "suburb": rng.uniform(4, 12)}[style]
-        if style == "city" and rng.random() < 0.2:
-            setback[side] = rng.uniform(2, 6)
+        if style == "city":
+            setback[side] = rng.uniform(2, 6) if rng.random() < 0.2 else 0.0
+        else:
+            setback[side] = rng.uniform(0, 6) if style == "residential" else rng.uniform(4, 12)
     cross_z, cross_half = None, 0.0
     if rng.random() < 0.45:
         cross_z, cross_half = rng.uniform(25, 90), rng.uniform(3.5, 7.5)
@@ -349,33 +350,28 @@ def _traffic(rng: np.random.Generator, street: Street, style: str, cam_x: float,
     parts: list[Part] = []
     heavy = {"city": (0.04, 0.04), "residential": (0.03, 0.02), "suburb": (0.03, 0.01)}[style]
     p_motorbike = 0.05
-    for x, direction in street.lanes:
+    builders = {"truck": (obj.truck, 10.0), "bus": (obj.bus, 13.0), "motorcycle": (None, 2.5), "car": (obj.car, 5.0)}
+    # motorcycles are rare in the lane sampling alone; a quarter of the scenes get one at a lane's head
+    biker_lane = int(rng.integers(len(street.lanes))) if rng.random() < 0.25 else -1
+    for lane, (x, direction) in enumerate(street.lanes):
         ego = abs(x - cam_x) < street.lane_width / 2
         yaw = 0.0 if direction > 0 else np.pi
-        z = rng.uniform(8, 25) if ego else rng.uniform(-6, 20)
+        z = rng.uniform(8, 25) if ego else rng.uniform(-6, 20)  # rear end of the first vehicle
         if tram_lane is not None and x == tram_lane[0]:  # the tram extends away from its placement
             start = rng.uniform(15, 60) if direction > 0 else rng.uniform(40, 100)
             parts += obj.tram(rng, Placement(x, 0, start, yaw))
             continue
+        first = True
         while z < 160:
             pick = rng.random()
-            place = Placement(x + rng.normal(0, 0.2), 0, z, yaw + rng.normal(0, 0.02))
-            if pick < heavy[0]:
-                parts += obj.truck(rng, place)
-                length = 10.0
-            elif pick < heavy[0] + heavy[1]:
-                parts += obj.bus(rng, place)
-                length = 13.0
-            elif pick < heavy[0] + heavy[1] + p_motorbike:
-                parts += obj.rider_on(rng, place, "motorcycle")
-                length = 2.5
-            else:
-                parts += obj.car(rng, place)
-                length = 5.0
+            kind = "truck" if pick < heavy[0] else "bus" if pick < sum(heavy) else "motorcycle" if pick < sum(heavy) + p_motorbike else "car"
+            if lane == biker_lane and first:
+                kind = "motorcycle"
+            first = False
+            build, length = builders[kind]
+            place = Placement(x + rng.normal(0, 0.2), 0, z + length / 2, yaw + rng.normal(0, 0.02))
+            parts += obj.rider_on(rng, place, "motorcycle") if build is None else build(rng, place)
             z += length + rng.exponential(14.0) + 3.0
-    if rng.random() < 0.25:  # make motorcycles a little less rare than the lane sampling alone
-        x, direction = street.lanes[int(rng.integers(len(street.lanes)))]
-        parts += obj.rider_on(rng, Placement(x + 0.8, 0, rng.uniform(6, 40), 0.0 if direction > 0 else np.pi), "motorcycle")
     if street.parking:
         for side in (-1, 1):
             x = side * (street.road_half - 1.1)

@@ -122,9 +122,6 @@ class Shape:
     def local_dirs(self, d: np.ndarray) -> np.ndarray:
         return d if self.yaw == 0.0 else to_local(d, self.cos, self.sin)
 
-    def world_dirs(self, d: np.ndarray) -> np.ndarray:
-        return d if self.yaw == 0.0 else to_world(d, self.cos, self.sin)
-
     def intersect(self, origin: np.ndarray, dirs: np.ndarray) -> np.ndarray:
         """World rays → ray parameter of the first hit (inf for a miss)."""
         return self.hits(self.local_points(origin), self.local_dirs(dirs), self.params)

@@ -1,4 +1,4 @@
-"""Helpers shared by the model tests: parse the real model flags into a cfg."""
+"""Helpers shared by the model tests (no tests here): parse the real model flags into a cfg."""
 
 from __future__ import annotations
 
