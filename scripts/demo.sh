@@ -7,7 +7,7 @@ RUN="$DEMO_DIR/runs/demo-$(date +%Y%m%d-%H%M%S)"
 
 if [ ! -f "$DATA/test_gt/depth/0.png" ]; then
   echo "== generating the street-scene dataset into $DATA"
-  mtl data synth --out "$DATA" --num-train 480 --num-val 48 --num-test 48 --width 256 --height 128 --seed 0
+  mtl data synth --out "$DATA" --num-train 400 --num-val 40 --num-test 40 --width 256 --height 128 --seed 0
 fi
 echo "== training (configs/demo.yaml) into $RUN"
 mtl train --config configs/demo.yaml --dataset_root "$DATA" --log_dir "$RUN"

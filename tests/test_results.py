@@ -235,3 +235,25 @@ def test_best_epoch_is_the_first_maximum_and_train_losses_are_epoch_means(tmp_pa
     assert loaded.params is None and loaded.train_time_s is None and len(loaded.warnings) == 1
     with pytest.raises(ValueError, match="validation row at step 3 has no epoch"):
         split_metrics([{"step": 3.0, "metrics_summary/grader": 1.0}], run / "metrics.csv")
+
+
+def test_training_time_sums_sessions_and_skips_the_pause_between_them(tmp_path: Path) -> None:
+    """Two event files (a run and its resume) with known timestamps: 30 s + 10 s, not the 910 s from first to last."""
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    from mtl.reporting.events import training_time
+
+    sessions = {
+        "events.out.tfevents.1.host.1.0": (100.0, 110.0, 130.0),
+        "events.out.tfevents.2.host.2.0": (1000.0, 1010.0),
+    }
+    for name, times in sessions.items():
+        with (tmp_path / name).open("wb") as f:
+            writer = RecordWriter(f)
+            for step, wall_time in enumerate(times):
+                writer.write(Event(wall_time=wall_time, step=step).SerializeToString())
+    assert training_time(tmp_path) == pytest.approx(40.0)
+    # Like TensorBoard, a file with no readable record (here: garbage) contributes nothing.
+    (tmp_path / "events.out.tfevents.3.host.3.0").write_bytes(b"not an event file at all, but long enough")
+    assert training_time(tmp_path) == pytest.approx(40.0)

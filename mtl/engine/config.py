@@ -22,7 +22,7 @@ from mtl.cli.args import (
     str2bool,
 )
 from mtl.losses import DEPTH_LOSSES, DEPTH_UNITS, WEIGHTINGS
-from mtl.models import MODELS, add_model_arguments
+from mtl.models import add_model_arguments
 
 TASK_CHANNELS = {"semseg": 19, "depth": 1}
 
@@ -202,8 +202,6 @@ def load_yaml_preset(parser: argparse.ArgumentParser, path: str) -> dict[str, An
 
 
 def validate(parser: argparse.ArgumentParser, cfg: argparse.Namespace) -> None:
-    if cfg.model_name not in MODELS:
-        parser.error(f"--model_name: unknown model {cfg.model_name!r}; known: {sorted(MODELS)}")
     if cfg.dataset_root is None and cfg.resume is None:
         parser.error("--dataset_root is required")
     if cfg.dataset_root is not None and not (Path(cfg.dataset_root) / "train").is_dir():

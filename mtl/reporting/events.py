@@ -6,6 +6,7 @@ its last event's timestamp minus its first's, and the run's time is the sum over
 covers training and validation from the logger's first write to the last validation's pictures, leaves
 out start-up before the first logged value, test-split prediction after training and any pause
 between a crash and its resume, and keeps steps that a resume repeated (they were really spent).
+A file with no readable record contributes nothing (TensorBoard itself skips a truncated tail).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def event_files(run_dir: Path) -> list[Path]:
 
 def training_time(run_dir: Path) -> float | None:
     """Seconds of training summed over sessions (see the module docstring); None without event files."""
+    from google.protobuf.message import DecodeError
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
     files = event_files(run_dir)
@@ -45,7 +47,7 @@ def training_time(run_dir: Path) -> float | None:
             for event in EventFileLoader(str(path)).Load():
                 first = event.wall_time if first is None else first
                 last = event.wall_time
-        except Exception as exc:  # protobuf and I/O errors come in many types
+        except (OSError, DecodeError) as exc:
             raise ValueError(f"{path}: unreadable TensorBoard event file ({exc}); training time left empty") from exc
         if first is not None:
             total += last - first
@@ -65,12 +67,14 @@ def latest_image(run_dir: Path, tag: str, max_width: int = 1600) -> TaggedImage 
         EventAccumulator,
     )
 
+    from google.protobuf.message import DecodeError
+
     # Size 1 keeps only the newest event of each tag (the reservoir always keeps the last one).
     guidance = {kind: 1 for kind in (AUDIO, COMPRESSED_HISTOGRAMS, HISTOGRAMS, IMAGES, SCALARS, TENSORS)}
     accumulator = EventAccumulator(str(run_dir), size_guidance=guidance)
     try:
         accumulator.Reload()
-    except Exception as exc:  # protobuf and I/O errors come in many types
+    except (OSError, DecodeError) as exc:
         raise ValueError(f"{run_dir}: unreadable TensorBoard event files ({exc})") from exc
     if tag not in accumulator.Tags().get(IMAGES, []):
         return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import math
 import time
 from collections.abc import Sequence
@@ -16,14 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from mtl.data.classes import CLASS_COLORS, CLASS_NAMES
-from mtl.engine.config import NON_EXPERIMENT_KEYS
+from mtl.data.formats import ZMAX, ZMIN
+from mtl.engine.visualize import depth_picture
 from mtl.metrics import DEPTH_METRIC_NAMES
 from mtl.reporting.events import latest_image
 from mtl.reporting.plots import curves_svg, run_colors
 from mtl.reporting.runs import GRADER, MIOU, SI_LOG_RMSE, Run
-from mtl.reporting.table import Column, build_table, cell_text, config_text, differing_keys
+from mtl.reporting.table import NOT_COMPARED, Column, build_table, cell_text, config_text, differing_keys
 
 OBSERVED_TAG = "valid/observed_samples"
 _BEST_IS_MAX = {"grader": True, "miou": True, "si_log_rmse": False}
@@ -190,13 +193,6 @@ def depth_section(runs: list[Run], colors: dict[str, str]) -> str:
 
 def _depth_scale_png() -> bytes:
     """A small near-to-far colour bar, drawn with the same colour map as the logged depth pictures."""
-    import io
-
-    from PIL import Image
-
-    from mtl.data.formats import ZMAX, ZMIN
-    from mtl.engine.visualize import depth_picture
-
     row = depth_picture(np.geomspace(ZMIN, ZMAX, 160)[None, :].astype(np.float32))
     buffer = io.BytesIO()
     Image.fromarray(np.repeat(row, 12, axis=0)).save(buffer, format="PNG")
@@ -252,14 +248,13 @@ def predictions_section(runs: list[Run], colors: dict[str, str]) -> str:
 
 def config_section(runs: list[Run], colors: dict[str, str]) -> str:
     differing = set(differing_keys(runs))
-    hidden = NON_EXPERIMENT_KEYS - {"num_epochs"}
     blocks = []
     for run in runs:
         rows = "".join(
             f"<tr><td>{'<b>' + esc(key) + '</b>' if key in differing else esc(key)}</td>"
             f"<td>{esc(config_text(value))}</td></tr>"
             for key, value in sorted(run.config.items())
-            if key not in hidden
+            if key not in NOT_COMPARED
         )
         blocks.append(
             f"<details><summary>{run_label(run, colors)} <code>{esc(run.path)}</code></summary>"

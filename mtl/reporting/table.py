@@ -18,8 +18,9 @@ from mtl.reporting import FORMATS, SORT_KEYS
 from mtl.reporting.runs import GRADER, MIOU, SI_LOG_RMSE, Run
 
 _DESCENDING = {"grader", "miou"}
-# num_epochs is a run-management key only because it may grow on resume; it does change the experiment.
-_NOT_COMPARED = (NON_EXPERIMENT_KEYS - {"num_epochs"}) | {"model_name"}
+# Run-management flags, not compared between runs. num_epochs is one only because it may grow on resume;
+# it does change the experiment, so it is compared.
+NOT_COMPARED = NON_EXPERIMENT_KEYS - {"num_epochs"}
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,9 @@ def config_text(value: Any) -> str:
 
 
 def differing_keys(runs: list[Run]) -> list[str]:
-    """Experiment hyper-parameters whose value is not the same in every run (a missing key counts as different)."""
-    keys = sorted({key for run in runs for key in run.config} - _NOT_COMPARED)
+    """Experiment hyper-parameters whose value is not the same in every run (a missing key counts as different);
+    model_name has its own column."""
+    keys = sorted({key for run in runs for key in run.config} - NOT_COMPARED - {"model_name"})
     return [
         key
         for key in keys
