@@ -23,7 +23,7 @@ from mtl.engine.callbacks import NonFiniteLoss
 from mtl.engine.config import outputs_desc
 from mtl.engine.visualize import grid, sample_row
 from mtl.losses import TaskLoss, build_weighting, make_depth_unit
-from mtl.metrics import DEPTH_METRIC_NAMES, DepthMetrics, SemsegMetrics, grader_score, total_score
+from mtl.metrics import DEPTH_METRIC_NAMES, DepthMetrics, SemsegMetrics, checkpoint_rank, grader_score, total_score
 from mtl.models import build_model
 
 
@@ -94,7 +94,7 @@ class MultiTaskModule(pl.LightningModule):
             )
         step = self.global_step
         if step % self.cfg.log_every_n_steps == 0:
-            scalars = {f"loss_train/{t}": v.item() for t, v in losses.items()}
+            scalars = {"epoch": float(self.current_epoch), **{f"loss_train/{t}": v.item() for t, v in losses.items()}}
             scalars["loss_train/total"] = total.item()
             scalars["LR"] = self.optimizers().param_groups[0]["lr"]
             scalars.update({f"loss_weight/{t}": float(w) for t, w in self.weighting.weights.items()})
@@ -140,6 +140,9 @@ class MultiTaskModule(pl.LightningModule):
             self.depth_metrics.reset()
             return
         scalars = self.validation_scalars()
+        # best.ckpt: highest grader; ties (e.g. a grader of 0 early in training) go to the higher total.
+        rank = checkpoint_rank(scalars["metrics_summary/grader"], scalars["metrics_summary/total"])
+        self.log("checkpoint_rank", rank, logger=False, sync_dist=False)
         self.log("metrics_summary/grader", scalars["metrics_summary/grader"], logger=False, sync_dist=False)
         self.log_scalars(scalars, self.global_step)
         if self.trainer.is_global_zero:

@@ -83,7 +83,7 @@ def build_trainer(
     best = ModelCheckpoint(
         dirpath=log_dir / "checkpoints",
         filename="best",
-        monitor="metrics_summary/grader",
+        monitor="checkpoint_rank",
         mode="max",
         save_top_k=1,
         auto_insert_metric_name=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -15,6 +16,11 @@ def grader_score(miou: float | torch.Tensor, si_log_rmse: float | torch.Tensor) 
 def total_score(miou: float | torch.Tensor, si_log_rmse: float | torch.Tensor) -> float:
     """mIoU − SI-logRMSE: unclipped, so it still moves when a task is below the grader's 50 threshold."""
     return float(miou) - float(si_log_rmse)
+
+
+def checkpoint_rank(grader: float, total: float) -> float:
+    """Orders validation results for best.ckpt: the grader, ties (e.g. 0 early in training) broken by total."""
+    return float(grader) + 1e-4 * math.tanh(float(total) / 100.0)
 
 
 def summary(semseg_result: Mapping[str, torch.Tensor], depth_result: Mapping[str, torch.Tensor]) -> dict[str, float]:

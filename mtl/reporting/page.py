@@ -103,7 +103,7 @@ def results_section(runs: list[Run], rows: list[dict[str, Any]], cols: list[Colu
     return (
         '<h2 id="results">Results</h2>'
         '<p class="note">Scores of each run\'s best validation epoch (0-based; the first epoch with the highest '
-        "grader, the one kept in best.ckpt). Columns between <i>model</i> and <i>best epoch</i> are the "
+        "grader, ties broken by total: the one kept in best.ckpt). Columns between <i>model</i> and <i>best epoch</i> are the "
         "hyper-parameters that differ between these runs. <i>params</i>: trained parameters of the network "
         "(BatchNorm statistics excluded); <i>train time</i>: from TensorBoard event timestamps, summed over "
         "resumed sessions.</p>"
@@ -113,13 +113,13 @@ def results_section(runs: list[Run], rows: list[dict[str, Any]], cols: list[Colu
 
 
 def _clipped_note(runs: list[Run]) -> str:
-    """The grader is clipped at 0, so a run that never passed mIoU 50 or SI-logRMSE 50 has no real best epoch."""
+    """The grader is clipped at 0: for a run that never passed mIoU 50 or SI-logRMSE 50 only the total ranks epochs."""
     names = [run.name for run in runs if run.validation and all(row.get(GRADER) == 0 for row in run.validation)]
     if not names:
         return ""
     return (
         f'<p class="note warn">Grader 0 at every epoch ({esc(", ".join(names))}): it is clipped at 0 below mIoU 50 '
-        "and above SI-logRMSE 50, so the best epoch is simply the first one.</p>"
+        "and above SI-logRMSE 50, so the best epoch is the one with the highest total (mIoU − SI-logRMSE).</p>"
     )
 
 

@@ -2,8 +2,8 @@
 
 A run directory is any folder holding both ``config.yaml`` and ``metrics.csv``. Its validation rows
 (those with ``metrics_summary/grader`` set) give one entry per validated epoch; the best epoch is the
-first one with the highest grader, the same rule as the trainer's ``best.ckpt`` (a later tie does not
-replace it).
+first one with the highest ``mtl.metrics.checkpoint_rank`` (grader, ties broken by total), the same rule
+as the trainer's ``best.ckpt`` (a later exact tie does not replace it).
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from typing import Any
 import yaml
 
 from mtl.engine.checkpoint import read_checkpoint
+from mtl.metrics import checkpoint_rank
 from mtl.reporting.events import training_time
 
 GRADER = "metrics_summary/grader"
+TOTAL = "metrics_summary/total"
 MIOU = "metrics_summary/semseg"
 SI_LOG_RMSE = "metrics_summary/depth"
 # BatchNorm buffers are saved in the state_dict but are not trained parameters.
@@ -44,12 +46,13 @@ class Run:
 
     @property
     def best(self) -> dict[str, float] | None:
-        """The validation row of the best epoch (first maximum of the grader), or None before any validation."""
+        """The validation row of the best epoch (first maximum of checkpoint_rank), or None before any validation."""
         scored = [row for row in self.validation if math.isfinite(row.get(GRADER, math.nan))]
         if not scored:
             return None
-        top = max(row[GRADER] for row in scored)
-        return next(row for row in scored if row[GRADER] == top)
+        rank = lambda row: checkpoint_rank(row[GRADER], row.get(TOTAL, 0.0))  # noqa: E731
+        top = max(rank(row) for row in scored)
+        return next(row for row in scored if rank(row) == top)
 
 
 def find_runs(root: str | Path) -> list[Path]:

@@ -28,6 +28,7 @@ SKY = CLASS_ID["sky"]
 GROUND = -1  # part index of the ground plane (and of the sky, where the depth is inf)
 SKY_PART = -2  # sorting key of sky pixels in the material pass
 BATCH_AREA = 1500  # screen-box pixels up to which parts are intersected in batches
+SHADOW_BATCH_AREA = 1500  # the same for shadow casters (screen box of the shadow volume)
 SHADOW_RANGE = 150.0  # metres; shadows further away are a few pixels lost in the haze
 
 
@@ -100,68 +101,78 @@ class Frame:
             owner[pix[first]] = ids[pair[first]]
 
     def _draw(self, index: int, part: Part, box: tuple[slice, slice], near: float) -> None:
-        depth = self.depth[box]
-        todo = np.flatnonzero(depth > near)  # pixels this part could still win
-        if todo.size == 0:
+        local = np.flatnonzero(self.depth[box] > near)  # pixels this part could still win
+        if local.size == 0:
             return
+        width = box[1].stop - box[1].start
+        pix = (local // width + box[0].start) * self.camera.width + local % width + box[1].start
+        depth = self.depth.reshape(-1)
         shape = part.shape
         o_local = shape.local_points(self.origin)
-        d_local = shape.local_dirs(np.take(self.rays[box].reshape(-1, 3), todo, axis=0))
+        d_local = shape.local_dirs(np.take(self.rays.reshape(-1, 3), pix, axis=0))
         t = shape.hits(o_local, d_local, shape.params)
-        won = t < depth.reshape(-1)[todo]
+        won = t < depth[pix]
         if part.cutout is not None:
             hit = np.flatnonzero(won)
             won[hit] = part.cutout(o_local + t[hit, None] * d_local[hit])
-        pixel = todo[won]
-        width = box[1].stop - box[1].start
-        rows, cols = pixel // width + box[0].start, pixel % width + box[1].start
-        self.depth[rows, cols] = t[won]
-        self.part[rows, cols] = index
+        depth[pix[won]] = t[won]
+        self.part.reshape(-1)[pix[won]] = index
 
     def resolve(self, parts: list[Part], ground: Ground) -> None:
         """Material pass: label, albedo and normal of every pixel from the part that won it.
 
-        Pixels are sorted by winner once (sky, ground, then part by part), so geometry is computed
-        for all part pixels together and each material works on a contiguous slice; one gather at
-        the end puts the results back in image order (np.take row gathers are several times faster
-        than fancy-index scatters).
+        Pixels are sorted once by winner (sky, ground, then the parts grouped by shape kind), so
+        normals are computed a kind at a time on contiguous slices and each material gets the
+        contiguous slice of its part; one gather at the end restores image order (np.take row
+        gathers are several times faster than fancy-index scatters).
         """
-        key = np.where(np.isfinite(self.depth), self.part, SKY_PART).reshape(-1).astype(np.int16)  # radix sort
-        order = np.argsort(key, kind="stable")
-        ends = np.cumsum(np.bincount(key - SKY_PART, minlength=len(parts) + 2))
+        table = PartTable(parts)
+        groups = table.by_kind(np.arange(len(parts)))
+        # sort key per winner index; sky (-2) and ground (-1) index the last two entries
+        rank = np.empty(len(parts) + 2, dtype=np.int16)
+        rank[[SKY_PART, GROUND]] = (0, 1)
+        ranked = np.concatenate([ids for ids, _ in groups]) if groups else np.zeros(0, dtype=int)
+        rank[ranked] = np.arange(2, len(parts) + 2)
+        key = rank[np.where(np.isfinite(self.depth), self.part, SKY_PART).reshape(-1)]
+        order = np.argsort(key, kind="stable")  # int16 keys: radix sort
+        ends = np.concatenate([[0], np.cumsum(np.bincount(key, minlength=len(parts) + 2))])
         depth = self.depth.reshape(-1)[order]
         rays = np.take(self.rays.reshape(-1, 3), order, axis=0)
         label = np.full(len(order), SKY, dtype=np.uint8)
         albedo = np.zeros((len(order), 3), dtype=np.float32)
         normal = np.zeros((len(order), 3), dtype=np.float32)
 
-        on_ground = slice(ends[0], ends[1])
+        on_ground = slice(ends[1], ends[2])
         t = depth[on_ground]
         world = self.origin + t[:, None] * rays[on_ground]
         label[on_ground], albedo[on_ground] = ground.paint(world[:, 0], world[:, 2], t)
         normal[on_ground, 1] = 1.0
 
-        start = ends[1]
-        if start < len(order):
-            table = PartTable(parts)
-            owner = key[order[start:]]
-            t, dirs = depth[start:], rays[start:]
-            cos, sin = table.cos[owner], table.sin[owner]
-            local = to_local(self.origin - table.center[owner], cos, sin) + t[:, None] * to_local(dirs, cos, sin)
-            n_local = np.empty_like(local)
-            visible = np.flatnonzero(np.diff(ends[1:]))
-            for ids, params in table.by_kind(visible):
-                row = np.full(len(parts), -1)
-                row[ids] = np.arange(len(ids))
-                mine = np.flatnonzero(row[owner] >= 0)
-                n_local[mine] = table.shapes[ids[0]].normals(local[mine], params[row[owner[mine]]])
-            normal[start:] = to_world(n_local, cos, sin)
-            label[start:] = table.label[owner]
-            world = self.origin + t[:, None] * dirs
-            for k in visible:
-                a, b = ends[k + 1] - start, ends[k + 2] - start
-                albedo[start + a : start + b] = parts[k].material(Hit(local[a:b], n_local[a:b], world[a:b], t[a:b]))
+        start = ends[2]
+        if start == len(order):
+            self._unsort(order, label, albedo, normal)
+            return
+        counts = np.diff(ends[2:])  # pixels per part, in rank order
+        t, dirs = depth[start:], rays[start:]
+        cos, sin = np.repeat(table.cos[ranked], counts), np.repeat(table.sin[ranked], counts)
+        center = np.repeat(table.center[ranked], counts, axis=0)
+        local = to_local(self.origin - center, cos, sin) + t[:, None] * to_local(dirs, cos, sin)
+        n_local = np.empty_like(local)
+        first = 0
+        for ids, params in groups:
+            n = counts[first : first + len(ids)]
+            span = slice(ends[2 + first] - start, ends[2 + first + len(ids)] - start)
+            n_local[span] = table.shapes[ids[0]].normals(local[span], np.repeat(params, n, axis=0))
+            first += len(ids)
+        normal[start:] = to_world(n_local, cos, sin)
+        label[start:] = np.repeat(table.label[ranked], counts)
+        world = self.origin + t[:, None] * dirs
+        for r in np.flatnonzero(counts):
+            a, b = ends[2 + r] - start, ends[3 + r] - start
+            albedo[start + a : start + b] = parts[ranked[r]].material(Hit(local[a:b], n_local[a:b], world[a:b], t[a:b]))
+        self._unsort(order, label, albedo, normal)
 
+    def _unsort(self, order: np.ndarray, label: np.ndarray, albedo: np.ndarray, normal: np.ndarray) -> None:
         back = np.empty_like(order)
         back[order] = np.arange(len(order))
         h, w = self.depth.shape
@@ -202,14 +213,14 @@ class Frame:
         area = _area(boxes)
         active = (near < SHADOW_RANGE) & (area > 0)
         flat_test, flat_shadow = test.reshape(-1), shadow.reshape(-1)
-        for k in np.flatnonzero(active & (area > BATCH_AREA)):
+        for k in np.flatnonzero(active & (area > SHADOW_BATCH_AREA)):
             r0, r1, c0, c1 = boxes[k]
             box = (slice(r0, r1), slice(c0, c1))
             local = np.flatnonzero(test[box] & ~shadow[box])
             pix = (local // (c1 - c0) + r0) * w + local % (c1 - c0) + c0
             t = casters[k].shape.intersect(np.take(points, pix, axis=0), sun[None, :])
             flat_shadow[pix[np.isfinite(t)]] = True
-        for ids, params in table.by_kind(np.flatnonzero(active & (area <= BATCH_AREA))):
+        for ids, params in table.by_kind(np.flatnonzero(active & (area <= SHADOW_BATCH_AREA))):
             pix, pair = _box_pixels(boxes[ids], w)
             keep = flat_test[pix] & ~flat_shadow[pix]
             pix, pair = pix[keep], pair[keep]
@@ -252,14 +263,22 @@ def sky_color(rays: np.ndarray, light: Light) -> np.ndarray:
     return color
 
 
-# sRGB encoding through a table indexed by sqrt(linear): fine steps in the shadows, no pow() per pixel
-_SRGB_STEPS = 4096
-_SRGB = (np.linspace(0.0, 1.0, _SRGB_STEPS) ** (2 / 2.2) * 255.0 + 0.5).astype(np.uint8)
+# Tone mapping and sRGB encoding through one table per image, indexed by sqrt(radiance): fine steps
+# in the shadows, and no pow(), exposure or shoulder arithmetic per pixel.
+_STEPS = 4096
+_RANGE = 16.0  # radiance (in units of the exposure key) mapped to the table's last entry
 
 
-def to_srgb(linear: np.ndarray) -> np.ndarray:
-    index = (np.sqrt(np.clip(linear, 0.0, 1.0)) * (_SRGB_STEPS - 1) + 0.5).astype(np.int32)
-    return _SRGB[index]
+def tone_table(gain: float) -> np.ndarray:
+    """uint8 sRGB for radiance (i / (steps − 1))² · RANGE: exposure ``gain``, then a soft shoulder
+    x / (1 + 0.15 x) instead of hard clipping of highlights, then the sRGB curve (gamma 2.2)."""
+    x = gain * np.linspace(0.0, 1.0, _STEPS) ** 2 * _RANGE
+    return (np.clip(x / (1.0 + 0.15 * x), 0.0, 1.0) ** (1 / 2.2) * 255.0 + 0.5).astype(np.uint8)
+
+
+def to_srgb(radiance: np.ndarray, table: np.ndarray) -> np.ndarray:
+    scaled = np.sqrt(np.clip(radiance, 0.0, _RANGE) * np.float32(1.0 / _RANGE))
+    return table[(scaled * (_STEPS - 1) + 0.5).astype(np.int32)]
 
 
 def shade(frame: Frame, light: Light, shadow: np.ndarray) -> np.ndarray:
@@ -273,13 +292,11 @@ def shade(frame: Frame, light: Light, shadow: np.ndarray) -> np.ndarray:
     sky = ~np.isfinite(frame.depth)
     distance = np.where(sky, 0.0, frame.depth) * np.sqrt(dot3(frame.rays, frame.rays))
     fog = np.exp(distance * np.float32(-1.0 / light.haze))[..., None]
-    color = color * fog + horizon * (1.0 - fog)
+    color = horizon + (color - horizon) * fog
     color[sky] = sky_color(frame.rays[sky], light)
     luminance = dot3(color[::2, ::2], (0.2126, 0.7152, 0.0722))
     key = float(np.exp(np.mean(np.log(luminance + 1e-3))))
-    color *= np.float32(0.2 / key * light.exposure)
-    color /= 1.0 + 0.15 * color  # soft shoulder instead of hard clipping of highlights
-    return to_srgb(color)
+    return to_srgb(color, tone_table(0.2 / key * light.exposure))
 
 
 def draw_bonnet(rgb: np.ndarray, label: np.ndarray, depth: np.ndarray, bonnet: Bonnet, light: Light) -> None:
@@ -290,7 +307,7 @@ def draw_bonnet(rgb: np.ndarray, label: np.ndarray, depth: np.ndarray, bonnet: B
     rows, cols = np.nonzero(np.arange(h)[:, None] + 0.5 >= top[None, :])
     v = np.clip((rows + 0.5 - top[cols]) / (bonnet.height * h), 0, 1)[:, None].astype(np.float32)
     color = bonnet.color * (0.35 + 0.3 * v) + light.horizon.astype(np.float32) * (1.0 - v) * 0.5
-    rgb[rows, cols] = to_srgb(color)
+    rgb[rows, cols] = to_srgb(color, tone_table(1.0))
     label[rows, cols] = IGNORE_INDEX
     depth[rows, cols] = np.nan
 
