@@ -28,7 +28,6 @@ SKY = CLASS_ID["sky"]
 GROUND = -1  # part index of the ground plane (and of the sky, where the depth is inf)
 SKY_PART = -2  # sorting key of sky pixels in the material pass
 BATCH_AREA = 1500  # screen-box pixels up to which parts are intersected in batches
-SHADOW_BATCH_AREA = 1500  # the same for shadow casters (screen box of the shadow volume)
 SHADOW_RANGE = 150.0  # metres; shadows further away are a few pixels lost in the haze
 
 
@@ -129,12 +128,12 @@ class Frame:
         table = PartTable(parts)
         groups = table.by_kind(np.arange(len(parts)))
         # sort key per winner index; sky (-2) and ground (-1) index the last two entries
-        rank = np.empty(len(parts) + 2, dtype=np.int16)
+        rank = np.empty(len(parts) + 2, dtype=np.int16 if len(parts) < 32000 else np.int32)
         rank[[SKY_PART, GROUND]] = (0, 1)
         ranked = np.concatenate([ids for ids, _ in groups]) if groups else np.zeros(0, dtype=int)
         rank[ranked] = np.arange(2, len(parts) + 2)
         key = rank[np.where(np.isfinite(self.depth), self.part, SKY_PART).reshape(-1)]
-        order = np.argsort(key, kind="stable")  # int16 keys: radix sort
+        order = np.argsort(key, kind="stable")  # radix sort for int16 keys
         ends = np.concatenate([[0], np.cumsum(np.bincount(key, minlength=len(parts) + 2))])
         depth = self.depth.reshape(-1)[order]
         rays = np.take(self.rays.reshape(-1, 3), order, axis=0)
@@ -213,14 +212,14 @@ class Frame:
         area = _area(boxes)
         active = (near < SHADOW_RANGE) & (area > 0)
         flat_test, flat_shadow = test.reshape(-1), shadow.reshape(-1)
-        for k in np.flatnonzero(active & (area > SHADOW_BATCH_AREA)):
+        for k in np.flatnonzero(active & (area > BATCH_AREA)):
             r0, r1, c0, c1 = boxes[k]
             box = (slice(r0, r1), slice(c0, c1))
             local = np.flatnonzero(test[box] & ~shadow[box])
             pix = (local // (c1 - c0) + r0) * w + local % (c1 - c0) + c0
             t = casters[k].shape.intersect(np.take(points, pix, axis=0), sun[None, :])
             flat_shadow[pix[np.isfinite(t)]] = True
-        for ids, params in table.by_kind(np.flatnonzero(active & (area <= SHADOW_BATCH_AREA))):
+        for ids, params in table.by_kind(np.flatnonzero(active & (area <= BATCH_AREA))):
             pix, pair = _box_pixels(boxes[ids], w)
             keep = flat_test[pix] & ~flat_shadow[pix]
             pix, pair = pix[keep], pair[keep]
