@@ -88,7 +88,9 @@ def test_onnx_runtime_matches_pytorch_at_two_sizes(exported: dict) -> None:
 
 def test_export_prints_the_check_per_size_and_output(exported: dict) -> None:
     lines = exported["printed"].splitlines()
-    assert lines[0].startswith(f"wrote {exported['onnx']} (opset 17; outputs semseg_logits, depth_m)")
+    assert lines[0] == (
+        f"wrote {exported['onnx']} (opset 17; dynamic batch, height and width; outputs semseg_logits, depth_m)"
+    )
     rows = [line.split() for line in lines[2:]]
     assert [(r[0], r[1], r[-1]) for r in rows] == [
         ("1×3×48×64", "semseg_logits", "yes"),
@@ -134,3 +136,24 @@ def test_unloadable_checkpoint_is_a_clear_error(tmp_path: Path, capsys: pytest.C
     assert main(["export", "--checkpoint", str(bad), "--out", str(tmp_path / "m.onnx")]) == 1
     assert f"mtl export: error: {bad}: not a loadable mtl checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # shape checks inside nn.MultiheadAttention
+def test_adaptive_bins_head_exports_at_a_fixed_size(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Its pooling to a fixed grid has no ONNX form for a dynamic size: a clear error, then --fixed_size works."""
+    flags = ["--model_name", "deeplabv3p", "--depth_head", "adabins"]
+    ckpt = calibrated_checkpoint(dataset, tmp_path / "adabins.ckpt", flags)
+    path = tmp_path / "adabins.onnx"
+    base = ["export", "--checkpoint", str(ckpt), "--out", str(path), "--height", "64", "--width", "64"]
+    assert main(base) == 1
+    err = capsys.readouterr().err
+    assert f"mtl export: error: {ckpt}: the ONNX exporter cannot express this model with a dynamic height" in err
+    assert "try --fixed_size" in err
+    assert main([*base, "--fixed_size"]) == 0
+    out = capsys.readouterr().out
+    assert "dynamic batch, fixed 64×64" in out and out.count(" yes") == 4
+    model = onnx.load(str(path))
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, 64, 64]

@@ -20,7 +20,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "overlay | depth), all at the input's size. With --split: write OUT/semseg/<i>.png and OUT/depth/<i>.png "
         "in the dataset format and, when the split has ground truth, print the metrics as JSON (also saved to "
         "OUT/metrics.json).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--checkpoint", required=True, help="a .ckpt written by mtl train")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -34,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--tta_flip", type=str2bool, default=None, help="add horizontal flips for --tta (default true)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available)")
-    parser.add_argument("--batch_size", type=positive_int, default=4, help="images per forward pass")
+    parser.add_argument("--batch_size", type=positive_int, default=4, help="images per forward pass (default 4)")
     parser.set_defaults(func=_predict)
 
 
@@ -67,7 +66,7 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"wrote predictions of {count} image(s) to {out}")
             return 0
         result = predict_dataset_split(predictor, Path(args.dataset_root), args.split, out, args.batch_size, device)
-    except (FileNotFoundError, DataFormatError, ValueError) as exc:
+    except (OSError, DataFormatError, ValueError) as exc:  # OSError: also unwritable --out
         print(f"mtl predict: error: {exc}", file=sys.stderr)
         return 1
     if result is None:

@@ -5,6 +5,9 @@ The graph takes float32 RGB in 0..255 (B×3×H×W, any batch and size) and retur
 It is written with the TorchScript-based exporter (``dynamo=False``): for these models it keeps batch,
 height and width dynamic, takes seconds, and honours any opset, whereas the dynamo exporter of torch 2.13
 took over a minute here and failed its opset down-conversion below 18 (see docs/TOOLS.md).
+
+A part whose graph depends on the input size in a way ONNX cannot express (the adaptive-bins depth head pools
+to a fixed grid) cannot have dynamic height and width; ``dynamic_size=False`` exports it for one size.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ OUTPUT_NAMES = {"semseg": "semseg_logits", "depth": "depth_m"}
 DEFAULT_OPSET = 17
 # A check passes when max|onnx − torch| ≤ CHECK_TOLERANCE · max(1, max|torch|) for every output.
 CHECK_TOLERANCE = 1e-4
+
+
+class ExportError(RuntimeError):
+    """The exporter cannot express the model; the message says which part and what to try."""
 
 
 class ExportModel(nn.Module):
@@ -68,29 +75,38 @@ def export_onnx(
     width: int,
     opset: int = DEFAULT_OPSET,
     metadata: dict | None = None,
+    dynamic_size: bool = True,
 ) -> Path:
-    """Trace ``wrapper`` at height×width into ``path`` with dynamic batch, height and width."""
+    """Trace ``wrapper`` at height×width into ``path``; batch is dynamic, and height and width if ``dynamic_size``."""
     import onnx
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0)) * 255
     names = wrapper.output_names
-    dynamic = {name: {0: "batch", 2: "height", 3: "width"} for name in ["rgb", *names]}
-    with torch.no_grad(), warnings.catch_warnings():
+    axes = {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}
+    dynamic = {name: axes for name in ["rgb", *names]}
+    with torch.no_grad():
+        channels = [t.shape[1] for t in wrapper.eval()(example)]
+    # Traced with gradients enabled: under no_grad, nn.TransformerEncoder (adaptive-bins head) takes a fused
+    # fast path that has no ONNX form.
+    with warnings.catch_warnings():
         # The TorchScript exporter is chosen on purpose (module docstring); its deprecation notices are noise.
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        channels = [t.shape[1] for t in wrapper.eval()(example)]
-        torch.onnx.export(
-            wrapper,
-            (example,),
-            str(path),
-            dynamo=False,
-            input_names=["rgb"],
-            output_names=names,
-            dynamic_axes=dynamic,
-            opset_version=opset,
-        )
+        try:
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                str(path),
+                dynamo=False,
+                input_names=["rgb"],
+                output_names=names,
+                dynamic_axes=dynamic,
+                opset_version=opset,
+            )
+        except torch.onnx.errors.OnnxExporterError as exc:
+            what = "with a dynamic height and width" if dynamic_size else f"at {height}×{width}"
+            raise ExportError(f"the ONNX exporter cannot express this model {what}: {str(exc).splitlines()[0]}") from exc
     model = onnx.load(str(path))
     # The exporter leaves the channel axis of resized outputs symbolic; it is fixed (19 and 1).
     for output, count in zip(model.graph.output, channels):
@@ -107,8 +123,10 @@ def export_onnx(
     return path
 
 
-def check_sizes(height: int, width: int) -> list[tuple[int, int, int]]:
-    """(batch, height, width) of the check inputs: the export size, and an odd size with batch 2."""
+def check_sizes(height: int, width: int, dynamic_size: bool = True) -> list[tuple[int, int, int]]:
+    """(batch, height, width) of the check inputs: the export size, then batch 2 at an odd size (if dynamic)."""
+    if not dynamic_size:
+        return [(1, height, width), (2, height, width)]
     return [(1, height, width), (2, max(33, 3 * height // 4 + 1), max(33, 3 * width // 4 + 3))]
 
 
