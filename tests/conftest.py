@@ -11,6 +11,19 @@ from mtl.data.formats import write_depth, write_rgb, write_semseg
 
 SPLIT_ORDER = ("train", "val", "test")
 
+# `mtl train` flags that keep a test run small: ResNet-18, 64² crops, no worker processes, fixed depth stats.
+FAST_TRAIN_FLAGS = [
+    "--model_encoder_name", "resnet18",
+    "--batch_size", "2",
+    "--batch_size_validation", "2",
+    "--aug_input_crop_size", "64",
+    "--workers", "0",
+    "--workers_validation", "0",
+    "--depth_stats", "miniscapes",
+    "--progress_bar", "false",
+    "--log_every_n_steps", "1",
+]
+
 
 def make_tiny_dataset(
     root: str | Path,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_tiny_dataset
+from conftest import FAST_TRAIN_FLAGS, make_tiny_dataset
 from PIL import Image
 
 from mtl.cli.main import main
@@ -24,17 +24,9 @@ from mtl.inference import TestTimeAugmentation, load_image
 pytestmark = pytest.mark.slow
 
 TRAIN_FLAGS = [
-    "--model_encoder_name", "resnet18",
-    "--batch_size", "2",
-    "--batch_size_validation", "2",
-    "--aug_input_crop_size", "64",
-    "--workers", "0",
-    "--workers_validation", "0",
-    "--depth_stats", "miniscapes",
-    "--progress_bar", "false",
+    *FAST_TRAIN_FLAGS,
     "--num_epochs", "1",
     "--prepare_submission", "no",
-    "--log_every_n_steps", "1",
     "--optimizer", "adam",
     "--optimizer_lr", "0.001",
 ]

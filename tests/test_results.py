@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import make_tiny_dataset
+from conftest import FAST_TRAIN_FLAGS, make_tiny_dataset
 
 from mtl.cli.main import main
 from mtl.data.formats import write_depth
@@ -24,18 +24,10 @@ from mtl.reporting.table import results_table
 pytestmark = pytest.mark.slow
 
 FLAGS = [
-    "--model_encoder_name", "resnet18",
-    "--batch_size", "2",
-    "--batch_size_validation", "2",
-    "--aug_input_crop_size", "64",
-    "--workers", "0",
-    "--workers_validation", "0",
-    "--depth_stats", "miniscapes",
-    "--progress_bar", "false",
+    *FAST_TRAIN_FLAGS,
     "--num_epochs", "2",
     "--prepare_submission", "no",
     "--optimizer", "adam",
-    "--log_every_n_steps", "1",
     "--observe_valid_ids", "0,1",
 ]
 LEARNING_RATES = ("0.01", "0.001")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_dataset
+from conftest import FAST_TRAIN_FLAGS, make_tiny_dataset
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mtl.cli.main import main
@@ -26,15 +26,7 @@ pytestmark = pytest.mark.slow
 
 # Small and fast: ResNet-18, 64×64 images, no worker processes, deterministic kernels.
 BASE_FLAGS = [
-    "--model_encoder_name", "resnet18",
-    "--batch_size", "2",
-    "--batch_size_validation", "2",
-    "--aug_input_crop_size", "64",
-    "--workers", "0",
-    "--workers_validation", "0",
-    "--depth_stats", "miniscapes",
-    "--progress_bar", "false",
-    "--log_every_n_steps", "1",
+    *FAST_TRAIN_FLAGS,
     "--optimizer", "adam",
     "--optimizer_lr", "0.001",
     "--observe_valid_ids", "0,1",

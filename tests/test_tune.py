@@ -17,7 +17,7 @@ import optuna
 import pytest
 import torch
 import yaml
-from conftest import make_tiny_dataset
+from conftest import FAST_TRAIN_FLAGS, make_tiny_dataset
 from optuna.trial import TrialState
 
 import mtl.tuning.study as study_module
@@ -29,14 +29,7 @@ from mtl.tuning.space import override_flags
 from mtl.tuning.study import Objective
 
 TRAIN_FLAGS = [
-    "--model_encoder_name", "resnet18",
-    "--batch_size", "2",
-    "--batch_size_validation", "2",
-    "--aug_input_crop_size", "64",
-    "--workers", "0",
-    "--workers_validation", "0",
-    "--depth_stats", "miniscapes",
-    "--progress_bar", "false",
+    *FAST_TRAIN_FLAGS,
     "--observe_valid_ids", "0,1",
     "--num_epochs", "1",
 ]
