@@ -99,7 +99,7 @@ def test_two_epochs_write_a_complete_run_directory(dataset: Path, tmp_path: Path
     assert best["mtl"]["epoch"] in (0, 1)
 
 
-def test_resume_refuses_changed_command_line(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_resume_rules_refusals_and_longer_training(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run = tmp_path / "run"
     assert main(["train", "--dataset_root", str(dataset), "--log_dir", str(run), "--num_epochs", "1",
                  "--prepare_submission", "no", *BASE_FLAGS]) == 0
@@ -111,6 +111,17 @@ def test_resume_refuses_changed_command_line(dataset: Path, tmp_path: Path, caps
     assert "refusing to resume" in err and "--optimizer_lr: 0.001 → 0.5" in err
     assert main(["train", "--dataset_root", str(dataset), "--log_dir", str(run), "--num_epochs", "1", *BASE_FLAGS]) == 2
     assert "already holds a run" in capsys.readouterr().err
+
+    # training a finished run longer is allowed, and the learning rate keeps falling (no poly restart)
+    assert main(["train", "--resume", str(run), "--num_epochs", "3"]) == 0
+    lr_by_epoch = {}
+    for row in read_rows(run / "metrics.csv"):
+        if row.get("LR"):
+            lr_by_epoch.setdefault(float(row["epoch"]), float(row["LR"]))
+    assert sorted(lr_by_epoch) == [0.0, 1.0, 2.0]
+    assert lr_by_epoch[0.0] > lr_by_epoch[1.0] > lr_by_epoch[2.0] > 0
+    assert main(["train", "--resume", str(run), "--num_epochs", "2"]) == 2
+    assert "may only grow" in capsys.readouterr().err
 
 
 def test_sigkill_then_resume_matches_uninterrupted_run(dataset: Path, tmp_path: Path) -> None:

@@ -52,11 +52,15 @@ class MultiTaskModule(pl.LightningModule):
         )
         self.semseg_metrics = SemsegMetrics()
         self.depth_metrics = DepthMetrics()
-        self.segments = [schedule.Segment(0, self.schedule_length(self.cfg.num_epochs), 1.0)]
         self.observed: list[np.ndarray] = []
         self.val_loss_sums: dict[str, Tensor] = {}
         self.csv_logger = None  # set by the trainer builder; its row count goes into checkpoints
-        self.steps_per_epoch = 1  # set by the trainer builder before fit
+        self.set_steps_per_epoch(1)
+
+    def set_steps_per_epoch(self, steps: int) -> None:
+        """Known once the data and the number of processes are: the step-unit schedule depends on it."""
+        self.steps_per_epoch = steps
+        self.segments = [schedule.Segment(0, self.schedule_length(self.cfg.num_epochs), 1.0)]
 
     # ----------------------------------------------------------------------------------- forward
     def forward(self, rgb: Tensor) -> dict[str, Tensor | list[Tensor]]:
@@ -268,6 +272,14 @@ class MultiTaskModule(pl.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": cfg.lr_scheduler_step_unit}}
+
+    def on_train_start(self) -> None:
+        """Re-evaluate the schedule at the restored position: a resumed run whose schedule was extended
+        (--num_epochs raised) must not keep the learning rate computed with the old end (e.g. 0)."""
+        scheduler = self.lr_schedulers()
+        for group, base, factor in zip(self.optimizers().param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+            group["lr"] = base * factor(scheduler.last_epoch)
+        scheduler._last_lr = [group["lr"] for group in self.optimizers().param_groups]
 
     # ---------------------------------------------------------------------------- checkpointing
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -132,13 +132,12 @@ def run_training(cfg: argparse.Namespace, extra_callbacks: Sequence[pl.Callback]
     trainer = build_trainer(cfg, log_dir, csv_logger, purge_step, extra_callbacks)
     module = MultiTaskModule(plain_config(cfg), depth_mean, depth_std)
     module.csv_logger = csv_logger
-    module.steps_per_epoch = datamodule.steps_per_epoch(trainer.world_size)
+    module.set_steps_per_epoch(datamodule.steps_per_epoch(trainer.world_size))
     if module.steps_per_epoch == 0:
         raise RunSetupError(
             f"--batch_size {cfg.batch_size}: the train split ({len(datamodule.train_dataset)} samples) "
             "gives no full batch per process"
         )
-    module.segments[0] = module.segments[0].__class__(0, module.schedule_length(cfg.num_epochs), 1.0)
     with warnings.catch_warnings():
         # Our sampler resumes mid-epoch itself (mtl.engine.data); Lightning cannot see that and warns.
         warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
