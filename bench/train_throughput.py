@@ -1,11 +1,12 @@
 """Training throughput (images/s) per model: the course's plain fp32 eager loop vs the fastest configuration.
 
 Usage: python bench/train_throughput.py [--models deeplabv3p branched distillation] [--batch_size 4]
-       [--crop 256] [--steps 5] [--compile auto|yes|no]
+       [--crop 256] [--steps 5] [--compile auto|yes|no] [--dataset_root DIR --workers 2]
 
 Each configuration runs the toolkit's own training step (MultiTaskModule: forward, task losses, weighting,
-backward, optimiser step) on a fixed random batch, so data loading is left out (the loader's own speed is in
-docs/BENCHMARKS.md). All configurations of a model are timed in the same
+backward, optimiser step) on a fixed random batch, so data loading is left out; with --dataset_root the
+training data loader (decode, perspective crop, collation, in --workers processes) is timed alone, to
+show whether it keeps up with the model. All configurations of a model are timed in the same
 process, one after another, and the ratio is reported against the fp32 eager baseline. On a GPU it also prints
 model FLOP utilisation (3 × forward FLOPs per image, counted with torch.utils.flop_counter) against the device's
 dense bf16 peak.
@@ -77,6 +78,26 @@ def time_config(
     return statistics.median(times)
 
 
+def loader_images_per_second(root: str, batch_size: int, crop: int, workers: int, batches: int = 30) -> float:
+    """Images/s delivered by the toolkit's training loader (augmentation on), after its first batch."""
+    from mtl.data.miniscapes import MiniScapes
+    from mtl.engine.data import AugmentedDataset, ResumableSampler, train_loader
+
+    cfg = build_parser().parse_args([
+        "--dataset_root", root, "--batch_size", str(batch_size), "--aug_input_crop_size", str(crop),
+        "--workers", str(workers), "--aug_geom_scale_min", "0.8", "--aug_geom_scale_max", "1.2",
+        "--aug_geom_tilt_max_deg", "5", "--aug_geom_reflect", "yes",
+    ])
+    dataset = AugmentedDataset(MiniScapes(root, "train", ("rgb", "semseg", "depth")), cfg)
+    loader = train_loader(cfg, ResumableSampler(len(dataset), seed=0), dataset)
+    iterator = iter(loader)
+    next(iterator)
+    start, count = time.perf_counter(), 0
+    for _, batch in zip(range(batches), iterator):
+        count += batch["rgb"].shape[0]
+    return count / (time.perf_counter() - start)
+
+
 def forward_flops_per_image(model_name: str, crop: int) -> float:
     module = make_module(model_name, False, False).eval()
     counter = FlopCounterMode(display=False)
@@ -99,6 +120,8 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--compile", choices=["auto", "yes", "no"], default="auto", help="auto: only on a GPU")
+    parser.add_argument("--dataset_root", default=None, help="also time the training data loader on this dataset")
+    parser.add_argument("--workers", type=int, default=2, help="loader processes for --dataset_root")
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -110,6 +133,9 @@ def main() -> None:
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {os.cpu_count()} threads"
     print(f"device: {hardware}; torch {torch.__version__}; batch {args.batch_size}, crop {args.crop}², {args.steps} timed steps")
 
+    if args.dataset_root:
+        rate = loader_images_per_second(args.dataset_root, args.batch_size, args.crop, args.workers)
+        print(f"training data loader: {rate:.1f} images/s with {args.workers} worker processes (augmentation on)")
     candidates = [("bf16-mixed", False, False), ("32", True, False), ("bf16-mixed", True, False)]
     if use_compile:
         candidates += [("bf16-mixed", True, True)]
