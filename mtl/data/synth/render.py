@@ -67,6 +67,7 @@ class Frame:
         with np.errstate(divide="ignore"):  # the ground plane: rays pointing down hit it
             self.depth = np.where(self.rays[..., 1] < 0, -self.origin[1] / self.rays[..., 1], np.inf).astype(np.float32)
         self.part = np.full((h, w), GROUND, dtype=np.int32)
+        self.index = np.arange(h * w).reshape(h, w)  # flat pixel index: a box's pixels by one mask lookup
         self.label = np.full((h, w), SKY, dtype=np.uint8)
         self.albedo = np.zeros((h, w, 3), dtype=np.float32)
         self.normal = np.zeros((h, w, 3), dtype=np.float32)
@@ -100,14 +101,12 @@ class Frame:
             owner[pix[first]] = ids[pair[first]]
 
     def _draw(self, index: int, part: Part, box: tuple[slice, slice], near: float) -> None:
-        local = np.flatnonzero(self.depth[box] > near)  # pixels this part could still win
-        if local.size == 0:
+        pix = self.index[box][self.depth[box] > near]  # pixels this part could still win
+        if pix.size == 0:
             return
-        width = box[1].stop - box[1].start
-        pix = (local // width + box[0].start) * self.camera.width + local % width + box[1].start
         depth = self.depth.reshape(-1)
         shape = part.shape
-        o_local = shape.local_points(self.origin)
+        o_local = shape.local_point(self.origin)
         d_local = shape.local_dirs(np.take(self.rays.reshape(-1, 3), pix, axis=0))
         t = shape.hits(o_local, d_local, shape.params)
         won = t < depth[pix]
@@ -204,6 +203,7 @@ class Frame:
             mixed = (self.label != up(self.label)) | ~(np.abs(self.depth - up(self.depth)) <= 0.03 * self.depth)
         test = facing & (representative | mixed)
         points = (self.origin + self.depth[..., None] * self.rays + 0.02 * self.normal).reshape(-1, 3)
+        planes = [np.ascontiguousarray(points[:, k]).reshape(h, w) for k in range(3)]  # for box casters
         sun = sun_dir.astype(np.float32)
         table = PartTable(casters)
         ends = corners(table.shapes)
@@ -215,10 +215,14 @@ class Frame:
         for k in np.flatnonzero(active & (area > BATCH_AREA)):
             r0, r1, c0, c1 = boxes[k]
             box = (slice(r0, r1), slice(c0, c1))
-            local = np.flatnonzero(test[box] & ~shadow[box])
-            pix = (local // (c1 - c0) + r0) * w + local % (c1 - c0) + c0
-            t = casters[k].shape.intersect(np.take(points, pix, axis=0), sun[None, :])
-            flat_shadow[pix[np.isfinite(t)]] = True
+            mask = test[box] & ~shadow[box]
+            pix = self.index[box][mask]
+            shape = casters[k].shape
+            if shape.kind == "box":
+                blocked = shape.blocks(*(plane[box][mask] for plane in planes), sun)
+            else:
+                blocked = np.isfinite(shape.intersect(np.take(points, pix, axis=0), sun[None, :]))
+            flat_shadow[pix[blocked]] = True
         for ids, params in table.by_kind(np.flatnonzero(active & (area <= BATCH_AREA))):
             pix, pair = _box_pixels(boxes[ids], w)
             keep = flat_test[pix] & ~flat_shadow[pix]
@@ -286,12 +290,15 @@ def shade(frame: Frame, light: Light, shadow: np.ndarray) -> np.ndarray:
     sun, ambient, horizon = (a.astype(np.float32) for a in (light.sun, light.ambient, light.horizon))
     direct = np.clip(dot3(n, light.sun_dir.astype(np.float32)), 0.0, None)
     direct[shadow] = 0.0
-    sky_light = 0.6 + 0.4 * n[..., 1]
-    color = frame.albedo * (direct[..., None] * sun + sky_light[..., None] * ambient)
     sky = ~np.isfinite(frame.depth)
     distance = np.where(sky, 0.0, frame.depth) * np.sqrt(dot3(frame.rays, frame.rays))
-    fog = np.exp(distance * np.float32(-1.0 / light.haze))[..., None]
-    color = horizon + (color - horizon) * fog
+    fog = np.exp(distance * np.float32(-1.0 / light.haze))
+    # albedo · light · fog + horizon · (1 − fog), built in place: one H×W×3 buffer instead of five
+    color = direct[..., None] * sun
+    color += (0.6 + 0.4 * n[..., 1])[..., None] * ambient
+    color *= frame.albedo
+    color *= fog[..., None]
+    color += (1.0 - fog)[..., None] * horizon
     color[sky] = sky_color(frame.rays[sky], light)
     luminance = dot3(color[::2, ::2], (0.2126, 0.7152, 0.0722))
     key = float(np.exp(np.mean(np.log(luminance + 1e-3))))

@@ -49,7 +49,7 @@ def box_hits(o: np.ndarray, d: np.ndarray, half: np.ndarray) -> np.ndarray:
     near = np.fmax(np.fmax(lo[..., 0], lo[..., 1]), lo[..., 2])
     far = np.fmin(np.fmin(hi[..., 0], hi[..., 1]), hi[..., 2])
     t = np.where(near > EPS, near, far)
-    return np.where((far >= near) & (t > EPS), t, np.inf).astype(np.float32)
+    return np.where((far >= near) & (t > EPS), t, np.inf).astype(np.float32, copy=False)
 
 
 def ellipsoid_hits(o: np.ndarray, d: np.ndarray, inv_radii: np.ndarray) -> np.ndarray:
@@ -65,7 +65,7 @@ def ellipsoid_hits(o: np.ndarray, d: np.ndarray, inv_radii: np.ndarray) -> np.nd
     t0 = (-b - root) / a
     t1 = (-b + root) / a
     t = np.where(t0 > EPS, t0, t1)
-    return np.where((disc >= 0) & (t > EPS), t, np.inf).astype(np.float32)
+    return np.where((disc >= 0) & (t > EPS), t, np.inf).astype(np.float32, copy=False)
 
 
 def cylinder_hits(o: np.ndarray, d: np.ndarray, radius, half_length, axis: int) -> np.ndarray:
@@ -89,7 +89,7 @@ def cylinder_hits(o: np.ndarray, d: np.ndarray, radius, half_length, axis: int) 
             ci, cj = oi + tc * di, oj + tc * dj
             ok = (tc > EPS) & (ci * ci + cj * cj <= radius * radius) & (tc < best)
             best = np.where(ok, tc, best)
-    return best.astype(np.float32)
+    return best.astype(np.float32, copy=False)
 
 
 def corners(shapes: list[Shape]) -> np.ndarray:
@@ -118,6 +118,12 @@ class Shape:
 
     def local_points(self, p: np.ndarray) -> np.ndarray:
         return to_local(np.asarray(p, dtype=np.float32) - self.center.astype(np.float32), self.cos, self.sin)
+
+    def local_point(self, p: np.ndarray) -> np.ndarray:
+        """One point (3,) into the local frame with scalar arithmetic: array calls on a single point
+        cost more in overhead than the maths."""
+        x, y, z = np.asarray(p, dtype=np.float32) - self.center.astype(np.float32)
+        return np.array([self.cos * x - self.sin * z, y, self.sin * x + self.cos * z], dtype=np.float32)
 
     def local_dirs(self, d: np.ndarray) -> np.ndarray:
         return d if self.yaw == 0.0 else to_local(d, self.cos, self.sin)
@@ -149,6 +155,28 @@ class Box(Shape):
     def normals(self, p, params):
         axis = np.argmax(np.abs(p / params), axis=1)
         return np.where(axis[:, None] == np.arange(3), np.sign(p), 0.0).astype(np.float32)
+
+
+    def blocks(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, direction: np.ndarray) -> np.ndarray:
+        """Any-hit test of rays from world points (x, y, z) along one shared direction (shadow rays):
+        with one direction the slab order per axis is known, so no per-ray min/max or (N, 3) arrays."""
+        x, z = x - np.float32(self.center[0]), z - np.float32(self.center[2])
+        local = (self.cos * x - self.sin * z, y - np.float32(self.center[1]), self.sin * x + self.cos * z)
+        dx, dy, dz = np.asarray(direction, dtype=np.float32)
+        d = (self.cos * dx - self.sin * dz, dy, self.sin * dx + self.cos * dz)
+        near, far, inside = None, None, None
+        for o, dk, h in zip(local, d, self.params):
+            if dk == 0:
+                ok = np.abs(o) <= h
+                inside = ok if inside is None else inside & ok
+                continue
+            lo, hi = (-h - o) / dk, (h - o) / dk
+            if dk < 0:
+                lo, hi = hi, lo
+            near = lo if near is None else np.maximum(near, lo)
+            far = hi if far is None else np.minimum(far, hi)
+        hit = (far >= near) & (far > EPS)
+        return hit if inside is None else hit & inside
 
 
 class Ellipsoid(Shape):
