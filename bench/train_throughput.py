@@ -47,7 +47,13 @@ def random_batch(batch_size: int, crop: int, device: torch.device) -> dict[str, 
 
 
 def time_config(
-    model_name: str, batch: dict, device: torch.device, steps: int, precision: str, channels_last: bool, compile_model: bool
+    model_name: str,
+    batch: dict,
+    device: torch.device,
+    steps: int,
+    precision: str,
+    channels_last: bool,
+    compile_model: bool,
 ) -> float:
     """Median seconds per training step."""
     torch.manual_seed(0)
@@ -83,11 +89,26 @@ def loader_images_per_second(root: str, batch_size: int, crop: int, workers: int
     from mtl.data.miniscapes import MiniScapes
     from mtl.engine.data import AugmentedDataset, ResumableSampler, train_loader
 
-    cfg = build_parser().parse_args([
-        "--dataset_root", root, "--batch_size", str(batch_size), "--aug_input_crop_size", str(crop),
-        "--workers", str(workers), "--aug_geom_scale_min", "0.8", "--aug_geom_scale_max", "1.2",
-        "--aug_geom_tilt_max_deg", "5", "--aug_geom_reflect", "yes",
-    ])
+    cfg = build_parser().parse_args(
+        [
+            "--dataset_root",
+            root,
+            "--batch_size",
+            str(batch_size),
+            "--aug_input_crop_size",
+            str(crop),
+            "--workers",
+            str(workers),
+            "--aug_geom_scale_min",
+            "0.8",
+            "--aug_geom_scale_max",
+            "1.2",
+            "--aug_geom_tilt_max_deg",
+            "5",
+            "--aug_geom_reflect",
+            "yes",
+        ]
+    )
     dataset = AugmentedDataset(MiniScapes(root, "train", ("rgb", "semseg", "depth")), cfg)
     loader = train_loader(cfg, ResumableSampler(len(dataset), seed=0), dataset)
     iterator = iter(loader)
@@ -131,7 +152,9 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {os.cpu_count()} threads"
-    print(f"device: {hardware}; torch {torch.__version__}; batch {args.batch_size}, crop {args.crop}², {args.steps} timed steps")
+    print(
+        f"device: {hardware}; torch {torch.__version__}; batch {args.batch_size}, crop {args.crop}², {args.steps} timed steps"
+    )
 
     if args.dataset_root:
         rate = loader_images_per_second(args.dataset_root, args.batch_size, args.crop, args.workers)
@@ -146,7 +169,9 @@ def main() -> None:
         base = args.batch_size / time_config(model_name, batch, device, args.steps, "32", False, False)
         results = {}
         for precision, channels_last, compile_model in candidates:
-            label = f"{precision}" + (", channels_last" if channels_last else "") + (", compile" if compile_model else "")
+            label = (
+                f"{precision}" + (", channels_last" if channels_last else "") + (", compile" if compile_model else "")
+            )
             try:
                 results[label] = args.batch_size / time_config(
                     model_name, batch, device, args.steps, precision, channels_last, compile_model

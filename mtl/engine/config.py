@@ -84,71 +84,113 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", default=None, help="YAML file of flag values (flags on the command line win)")
     run.add_argument("--log_dir", default=None, help="run directory (default runs/<name>)")
     run.add_argument("--name", default=None, help="run name (default: timestamp + model name)")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=0, help="seed of weights, sample order and augmentation")
     run.add_argument("--resume", default=None, help="run directory or checkpoint to continue from")
     _bool_flag(run, "--allow_changed_code", False, "resume even if code or command line changed since the run began")
-    run.add_argument("--checkpoint_every_n_steps", type=int, default=500, help="periodic last.ckpt (0 = epoch ends only)")
-    _bool_flag(run, "--prepare_submission", True, "predict the test split with the best checkpoint and pack submission.zip")
+    run.add_argument(
+        "--checkpoint_every_n_steps", type=int, default=500, help="periodic last.ckpt (0 = epoch ends only)"
+    )
+    _bool_flag(
+        run, "--prepare_submission", True, "predict the test split with the best checkpoint and pack submission.zip"
+    )
     _bool_flag(run, "--progress_bar", True, "show a progress bar")
     run.add_argument("--log_every_n_steps", type=positive_int, default=10, help="training losses logged every N steps")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset", default="miniscapes", choices=["miniscapes"])
+    data.add_argument("--dataset", default="miniscapes", choices=["miniscapes"], help="dataset layout")
     data.add_argument("--dataset_root", default=None, help="folder holding train/ val/ test/ (required)")
     data.add_argument("--tasks", type=_tasks, default=("semseg", "depth"), help="semseg, depth or semseg,depth")
     data.add_argument(
-        "--depth_stats", default="auto",
+        "--depth_stats",
+        default="auto",
         help="depth mean,std in metres for normalisation: 'auto' (from the train split), 'miniscapes' (27.0727,29.1264) or 'MEAN,STD'",
     )
     data.add_argument("--workers", type=int, default=16, help="training data-loader processes (capped at CPU count)")
-    data.add_argument("--workers_validation", type=int, default=4)
-    data.add_argument("--batch_size", type=positive_int, default=4)
-    data.add_argument("--batch_size_validation", type=positive_int, default=8)
+    data.add_argument("--workers_validation", type=int, default=4, help="validation data-loader processes")
+    data.add_argument("--batch_size", type=positive_int, default=4, help="training batch per process")
+    data.add_argument("--batch_size_validation", type=positive_int, default=8, help="validation and test batch")
 
     aug = parser.add_argument_group("augmentation")
-    aug.add_argument("--aug_input_crop_size", type=positive_int, default=256)
-    aug.add_argument("--aug_geom_scale_min", type=positive_float, default=1.0)
-    aug.add_argument("--aug_geom_scale_max", type=positive_float, default=1.0)
-    aug.add_argument("--aug_geom_tilt_max_deg", type=non_negative_float, default=0.0)
-    aug.add_argument("--aug_geom_wiggle_max_ratio", type=non_negative_float, default=0.0)
+    aug.add_argument("--aug_input_crop_size", type=positive_int, default=256, help="side of the square training crop")
+    aug.add_argument(
+        "--aug_geom_scale_min", type=positive_float, default=1.0, help="smallest source region, × crop size"
+    )
+    aug.add_argument(
+        "--aug_geom_scale_max", type=positive_float, default=1.0, help="largest source region, × crop size"
+    )
+    aug.add_argument(
+        "--aug_geom_tilt_max_deg", type=non_negative_float, default=0.0, help="random rotation up to ± this (≤ 45)"
+    )
+    aug.add_argument(
+        "--aug_geom_wiggle_max_ratio",
+        type=non_negative_float,
+        default=0.0,
+        help="corner jitter, × half the size (< 0.5)",
+    )
     _bool_flag(aug, "--aug_geom_reflect", False, "random horizontal flip")
     aug.add_argument(
-        "--aug_photometric", type=float_list, default=(0.0, 0.0, 0.0, 0.0),
+        "--aug_photometric",
+        type=float_list,
+        default=(0.0, 0.0, 0.0, 0.0),
         help="brightness,contrast,saturation,hue jitter strengths (0 = off)",
     )
 
     add_model_arguments(parser)
 
     loss = parser.add_argument_group("loss")
-    loss.add_argument("--loss_weight_semseg", type=non_negative_float, default=0.5)
-    loss.add_argument("--loss_weight_depth", type=non_negative_float, default=0.5)
-    loss.add_argument("--loss_weighting", default="fixed", choices=sorted(WEIGHTINGS))
-    loss.add_argument("--loss_depth", default="l2", choices=sorted(DEPTH_LOSSES))
-    loss.add_argument("--depth_unit", default="normalized", choices=sorted(DEPTH_UNITS))
+    loss.add_argument("--loss_weight_semseg", type=non_negative_float, default=0.5, help="weight of the semseg loss")
+    loss.add_argument("--loss_weight_depth", type=non_negative_float, default=0.5, help="weight of the depth loss")
+    loss.add_argument(
+        "--loss_weighting", default="fixed", choices=sorted(WEIGHTINGS), help="how task losses are combined"
+    )
+    loss.add_argument("--loss_depth", default="l2", choices=sorted(DEPTH_LOSSES), help="depth loss (l2: the course)")
+    loss.add_argument(
+        "--depth_unit",
+        default="normalized",
+        choices=sorted(DEPTH_UNITS),
+        help="unit the network predicts depth in; metrics always use metres",
+    )
 
     opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--num_epochs", type=positive_int, default=16)
-    opt.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
-    opt.add_argument("--optimizer_lr", type=positive_float, default=0.01)
-    opt.add_argument("--optimizer_momentum", type=non_negative_float, default=0.9)
-    opt.add_argument("--optimizer_weight_decay", type=non_negative_float, default=1e-4)
-    opt.add_argument("--lr_scheduler", default="poly", choices=["poly", "constant"])
-    opt.add_argument("--lr_scheduler_power", type=non_negative_float, default=0.9)
-    opt.add_argument("--lr_scheduler_step_unit", default="epoch", choices=["epoch", "step"])
+    opt.add_argument("--num_epochs", type=positive_int, default=16, help="epochs (may grow when resuming)")
+    opt.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"], help="optimiser")
+    opt.add_argument("--optimizer_lr", type=positive_float, default=0.01, help="initial learning rate")
+    opt.add_argument("--optimizer_momentum", type=non_negative_float, default=0.9, help="SGD momentum")
+    opt.add_argument("--optimizer_weight_decay", type=non_negative_float, default=1e-4, help="weight decay")
+    opt.add_argument("--lr_scheduler", default="poly", choices=["poly", "constant"], help="learning-rate schedule")
+    opt.add_argument("--lr_scheduler_power", type=non_negative_float, default=0.9, help="poly exponent")
+    opt.add_argument(
+        "--lr_scheduler_step_unit",
+        default="epoch",
+        choices=["epoch", "step"],
+        help="poly per epoch (the course) or per step",
+    )
     opt.add_argument("--lr_warmup", type=int, default=0, help="linear warm-up length in scheduler units")
 
     vis = parser.add_argument_group("visualisation")
-    vis.add_argument("--num_steps_visualization_first", type=int, default=100)
-    vis.add_argument("--num_steps_visualization_interval", type=int, default=1000)
-    vis.add_argument("--visualize_num_samples_in_batch", type=int, default=8)
-    vis.add_argument("--observe_train_ids", type=_id_range, default=(0, 100))
-    vis.add_argument("--observe_valid_ids", type=_id_range, default=(0, 100))
+    vis.add_argument(
+        "--num_steps_visualization_first", type=int, default=100, help="step of the first train/batch_crops image"
+    )
+    vis.add_argument(
+        "--num_steps_visualization_interval", type=int, default=1000, help="steps between train/batch_crops images"
+    )
+    vis.add_argument(
+        "--visualize_num_samples_in_batch", type=int, default=8, help="crops shown per train/batch_crops image"
+    )
+    vis.add_argument(
+        "--observe_train_ids", type=_id_range, default=(0, 100), help="train samples shown after each validation"
+    )
+    vis.add_argument(
+        "--observe_valid_ids", type=_id_range, default=(0, 100), help="validation samples shown after each validation"
+    )
 
     hw = parser.add_argument_group("hardware")
-    hw.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda", "mps"])
+    hw.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda", "mps"], help="device type")
     hw.add_argument("--devices", default="1", help="number of devices (or 'auto')")
-    hw.add_argument("--strategy", default="auto", choices=["auto", "ddp", "ddp_spawn"])
-    hw.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"])
+    hw.add_argument(
+        "--strategy", default="auto", choices=["auto", "ddp", "ddp_spawn"], help="ddp: one process per device"
+    )
+    hw.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"], help="numeric precision")
     _bool_flag(hw, "--channels_last", False, "channels-last memory format (faster convolutions on GPUs)")
     _bool_flag(hw, "--compile", False, "torch.compile the model")
     _bool_flag(hw, "--deterministic", False, "deterministic algorithms (slower; for exact reproduction)")
@@ -223,7 +265,9 @@ def validate(parser: argparse.ArgumentParser, cfg: argparse.Namespace) -> None:
             mean, std = float_list(cfg.depth_stats)
             assert std > 0
         except (ValueError, AssertionError, argparse.ArgumentTypeError):
-            parser.error(f"--depth_stats: expected 'auto', 'miniscapes' or 'MEAN,STD' with STD > 0, got {cfg.depth_stats!r}")
+            parser.error(
+                f"--depth_stats: expected 'auto', 'miniscapes' or 'MEAN,STD' with STD > 0, got {cfg.depth_stats!r}"
+            )
     if cfg.devices != "auto":
         try:
             positive_int(cfg.devices)
@@ -264,4 +308,3 @@ def experiment_items(cfg: argparse.Namespace) -> dict[str, str]:
 
 def outputs_desc(cfg: argparse.Namespace) -> dict[str, int]:
     return {task: TASK_CHANNELS[task] for task in cfg.tasks}
-

@@ -169,7 +169,9 @@ class MiniScapesDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
-        self.train_sampler = ResumableSampler(len(self.train_dataset), self.cfg.seed, trainer.global_rank, trainer.world_size)
+        self.train_sampler = ResumableSampler(
+            len(self.train_dataset), self.cfg.seed, trainer.global_rank, trainer.world_size
+        )
         if self.pending_resume is not None:
             epoch, batches_done = self.pending_resume
             self.train_sampler.resume_at(epoch, batches_done * self.cfg.batch_size)

@@ -271,7 +271,10 @@ class MultiTaskModule(pl.LightningModule):
             return warm if constant else schedule.poly_factor(index, segments, power, warmup)
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": cfg.lr_scheduler_step_unit}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": cfg.lr_scheduler_step_unit},
+        }
 
     def on_train_start(self) -> None:
         """Re-evaluate the schedule at the restored position: a resumed run whose schedule was extended

@@ -90,7 +90,6 @@ def resolve_resume(resume: str) -> tuple[Path, Path]:
     return path.parent.parent, path
 
 
-
 def recorded_config(log_dir: Path) -> dict:
     path = log_dir / "config.yaml"
     return yaml.safe_load(path.read_text()) if path.is_file() else {}

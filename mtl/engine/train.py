@@ -23,11 +23,11 @@ from mtl.engine.checkpoint import read_checkpoint
 from mtl.engine.data import MiniScapesDataModule, depth_statistics
 from mtl.engine.module import MultiTaskModule
 
-RUN_DIR_ENV = "MTL_RUN_DIR"
+RUN_DIR_ENV = "MTL_RUN_DIR"  # tells DDP worker processes (re-launched by Lightning) which run they join
 
 
 class RunSetupError(ValueError):
-    """A run that cannot start as asked (e.g. --num_epochs shrinking on resume); the message says why."""  # tells DDP worker processes (re-launched by Lightning) which run they join
+    """A run that cannot start as asked (e.g. --num_epochs shrinking on resume); the message says why."""
 
 
 def is_launcher_process() -> bool:
@@ -119,7 +119,8 @@ def run_training(cfg: argparse.Namespace, extra_callbacks: Sequence[pl.Callback]
     resume_state = None
     if ckpt is not None:
         checkpoint = read_checkpoint(ckpt)
-        depth_mean, depth_std = checkpoint["hyper_parameters"]["depth_mean"], checkpoint["hyper_parameters"]["depth_std"]
+        hparams = checkpoint["hyper_parameters"]
+        depth_mean, depth_std = hparams["depth_mean"], hparams["depth_std"]
         resume_state = checkpoint["mtl"]
         datamodule.pending_resume = (resume_state["epoch"], resume_state["batches_done"])
         del checkpoint

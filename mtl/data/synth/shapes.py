@@ -141,6 +141,20 @@ class Shape:
         raise NotImplementedError
 
 
+    def sun_frame(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, direction: np.ndarray) -> tuple[tuple, tuple]:
+        """World points as local coordinate planes and one shared world direction as three local
+        scalars: shadow rays all follow the sun, so ``blocks`` works on planes and scalars, with no
+        per-ray direction arrays."""
+        x, z = x - np.float32(self.center[0]), z - np.float32(self.center[2])
+        local = (self.cos * x - self.sin * z, y - np.float32(self.center[1]), self.sin * x + self.cos * z)
+        dx, dy, dz = np.asarray(direction, dtype=np.float32)
+        return local, (self.cos * dx - self.sin * dz, dy, self.sin * dx + self.cos * dz)
+
+    def blocks(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, direction: np.ndarray) -> np.ndarray:
+        """Any-hit test of rays from world points (x, y, z) along one shared direction (shadow rays)."""
+        raise NotImplementedError
+
+
 class Box(Shape):
     kind = "box"
 
@@ -157,13 +171,9 @@ class Box(Shape):
         return np.where(axis[:, None] == np.arange(3), np.sign(p), 0.0).astype(np.float32)
 
 
-    def blocks(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, direction: np.ndarray) -> np.ndarray:
-        """Any-hit test of rays from world points (x, y, z) along one shared direction (shadow rays):
-        with one direction the slab order per axis is known, so no per-ray min/max or (N, 3) arrays."""
-        x, z = x - np.float32(self.center[0]), z - np.float32(self.center[2])
-        local = (self.cos * x - self.sin * z, y - np.float32(self.center[1]), self.sin * x + self.cos * z)
-        dx, dy, dz = np.asarray(direction, dtype=np.float32)
-        d = (self.cos * dx - self.sin * dz, dy, self.sin * dx + self.cos * dz)
+    def blocks(self, x, y, z, direction):
+        # With one direction the slab order per axis is known: no per-ray min/max or (N, 3) arrays.
+        local, d = self.sun_frame(x, y, z, direction)
         near, far, inside = None, None, None
         for o, dk, h in zip(local, d, self.params):
             if dk == 0:
@@ -190,6 +200,17 @@ class Ellipsoid(Shape):
     def hits(self, o, d, params):
         return ellipsoid_hits(o, d, params)
 
+    def blocks(self, x, y, z, direction):
+        # Hit iff the far root of the unit-sphere quadratic lies ahead (the near one may be behind).
+        (ox, oy, oz), (dx, dy, dz) = self.sun_frame(x, y, z, direction)
+        ix, iy, iz = self.params
+        ox, oy, oz, dx, dy, dz = ox * ix, oy * iy, oz * iz, dx * ix, dy * iy, dz * iz
+        a = dx * dx + dy * dy + dz * dz
+        b = dx * ox + dy * oy + dz * oz
+        disc = b * b - a * (ox * ox + oy * oy + oz * oz - 1.0)
+        with np.errstate(invalid="ignore"):
+            return (disc >= 0) & (np.sqrt(disc) - b > EPS * a)
+
     def normals(self, p, params):
         n = p * params * params
         return n / np.sqrt(dot3(n, n))[:, None]
@@ -208,6 +229,31 @@ class Cylinder(Shape):
 
     def hits(self, o, d, params):
         return cylinder_hits(o, d, params[..., 0], params[..., 1], self.axis)
+
+    def blocks(self, x, y, z, direction):
+        # Any hit on the side wall (either root) or on a cap; a direction along or across the axis
+        # drops the terms that would divide by zero.
+        local, d = self.sun_frame(x, y, z, direction)
+        i, j = [k for k in range(3) if k != self.axis]
+        oi, oj, oa = local[i], local[j], local[self.axis]
+        di, dj, da = d[i], d[j], d[self.axis]
+        radius, half_length = self.params
+        r2 = radius * radius
+        hit = np.zeros(oi.shape, dtype=bool)
+        a = di * di + dj * dj
+        if a != 0:
+            b = oi * di + oj * dj
+            disc = b * b - a * (oi * oi + oj * oj - r2)
+            with np.errstate(invalid="ignore"):
+                root = np.sqrt(disc)
+            for s in ((-b - root) / a, (-b + root) / a):
+                hit |= (disc >= 0) & (s > EPS) & (np.abs(oa + s * da) <= half_length)
+        if da != 0:
+            for cap in (-half_length, half_length):
+                tc = (cap - oa) / da
+                ci, cj = oi + tc * di, oj + tc * dj
+                hit |= (tc > EPS) & (ci * ci + cj * cj <= r2)
+        return hit
 
     def normals(self, p, params):
         radius, half_length = params[..., 0], params[..., 1]
