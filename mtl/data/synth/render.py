@@ -203,7 +203,7 @@ class Frame:
             mixed = (self.label != up(self.label)) | ~(np.abs(self.depth - up(self.depth)) <= 0.03 * self.depth)
         test = facing & (representative | mixed)
         points = (self.origin + self.depth[..., None] * self.rays + 0.02 * self.normal).reshape(-1, 3)
-        planes = [np.ascontiguousarray(points[:, k]).reshape(h, w) for k in range(3)]  # for large casters
+        coords = [np.ascontiguousarray(points[:, k]) for k in range(3)]  # for large casters
         sun = sun_dir.astype(np.float32)
         table = PartTable(casters)
         ends = corners(table.shapes)
@@ -217,7 +217,7 @@ class Frame:
             box = (slice(r0, r1), slice(c0, c1))
             mask = test[box] & ~shadow[box]
             pix = self.index[box][mask]
-            blocked = casters[k].shape.blocks(*(plane[box][mask] for plane in planes), sun)
+            blocked = casters[k].shape.blocks(*(np.take(c, pix) for c in coords), sun)
             flat_shadow[pix[blocked]] = True
         for ids, params in table.by_kind(np.flatnonzero(active & (area <= BATCH_AREA))):
             pix, pair = _box_pixels(boxes[ids], w)
