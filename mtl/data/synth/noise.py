@@ -46,12 +46,21 @@ def noise(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 def smooth_noise(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Bilinear lookup: for surfaces seen close up, where a nearest lookup would show texel squares."""
     fu, fv = np.floor(u), np.floor(v)
-    au, av = (u - fu).astype(np.float32), (v - fv).astype(np.float32)
-    i = (fv.astype(np.int32) & (SIZE - 1)) * SIZE + (fu.astype(np.int32) & (SIZE - 1))
+    au, av = (u - fu).astype(np.float32, copy=False), (v - fv).astype(np.float32, copy=False)
+    i = fv.astype(np.int32)
+    i &= SIZE - 1
+    i *= SIZE
+    i += fu.astype(np.int32) & (SIZE - 1)
     q = np.take(_QUAD, i, axis=0)
-    top = q[..., 0] + q[..., 1] * au
-    bottom = q[..., 2] + q[..., 3] * au
-    return top + (bottom - top) * av
+    # in place: top and bottom rows, then their blend (same float32 operations, fewer temporaries)
+    top = q[..., 1] * au
+    top += q[..., 0]
+    bottom = q[..., 3] * au
+    bottom += q[..., 2]
+    bottom -= top
+    bottom *= av
+    bottom += top
+    return bottom
 
 
 def fine_weight(distance: np.ndarray, scale: float) -> np.ndarray:

@@ -53,7 +53,11 @@ class PartTable:
         """Ray i against part ``ids[pair[i]]`` for parts of one kind, in one kernel call."""
         k = ids[pair]
         cos, sin = self.cos[k], self.sin[k]
-        return self.shapes[ids[0]].hits(to_local(origins - self.center[k], cos, sin), to_local(dirs, cos, sin), params[pair])
+        if len(dirs) == 1:  # one shared direction (shadow rays): rotated once per part, then gathered
+            local_dirs = np.take(to_local(dirs, self.cos[ids], self.sin[ids]), pair, axis=0)
+        else:
+            local_dirs = to_local(dirs, cos, sin)
+        return self.shapes[ids[0]].hits(to_local(origins - self.center[k], cos, sin), local_dirs, np.take(params, pair, axis=0))
 
 
 class Frame:
@@ -194,15 +198,22 @@ class Frame:
             return shadow
         facing = (self.depth < SHADOW_RANGE) & (dot3(self.normal, sun_dir) > 0.0)
 
-        def up(a: np.ndarray) -> np.ndarray:
-            return np.repeat(np.repeat(a[::2, ::2], 2, axis=0), 2, axis=1)[:h, :w]
+        def up(a: np.ndarray) -> np.ndarray:  # each 2×2 block's top-left value, in one copy
+            q = a[::2, ::2]
+            return np.broadcast_to(q[:, None, :, None], (q.shape[0], 2, q.shape[1], 2)).reshape(2 * q.shape[0], -1)[:h, :w]
 
         representative = np.zeros((h, w), dtype=bool)
         representative[::2, ::2] = True
         with np.errstate(invalid="ignore"):
             mixed = (self.label != up(self.label)) | ~(np.abs(self.depth - up(self.depth)) <= 0.03 * self.depth)
         test = facing & (representative | mixed)
-        points = (self.origin + self.depth[..., None] * self.rays + 0.02 * self.normal).reshape(-1, 3)
+        # shadow-ray origins only for the pixels to test; ``slot`` maps a pixel to its row
+        tested = np.flatnonzero(test)
+        slot = np.zeros(h * w, dtype=np.intp)
+        slot[tested] = np.arange(len(tested))
+        depth = self.depth.reshape(-1)[tested]
+        points = self.origin + depth[:, None] * np.take(self.rays.reshape(-1, 3), tested, axis=0)
+        points += 0.02 * np.take(self.normal.reshape(-1, 3), tested, axis=0)
         coords = [np.ascontiguousarray(points[:, k]) for k in range(3)]  # for large casters
         sun = sun_dir.astype(np.float32)
         table = PartTable(casters)
@@ -217,13 +228,14 @@ class Frame:
             box = (slice(r0, r1), slice(c0, c1))
             mask = test[box] & ~shadow[box]
             pix = self.index[box][mask]
-            blocked = casters[k].shape.blocks(*(np.take(c, pix) for c in coords), sun)
+            rows = slot[pix]
+            blocked = casters[k].shape.blocks(*(np.take(c, rows) for c in coords), sun)
             flat_shadow[pix[blocked]] = True
         for ids, params in table.by_kind(np.flatnonzero(active & (area <= BATCH_AREA))):
             pix, pair = _box_pixels(boxes[ids], w)
             keep = flat_test[pix] & ~flat_shadow[pix]
             pix, pair = pix[keep], pair[keep]
-            t = table.hits(ids, params, np.take(points, pix, axis=0), sun[None, :], pair)
+            t = table.hits(ids, params, np.take(points, slot[pix], axis=0), sun[None, :], pair)
             flat_shadow[pix[np.isfinite(t)]] = True
         return np.where(representative | mixed, shadow, up(shadow)) & facing
 
@@ -233,15 +245,16 @@ def _area(boxes: np.ndarray) -> np.ndarray:
 
 
 def _box_pixels(boxes: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Flat indices of every pixel of every box, and for each the box it belongs to."""
+    """Flat indices of every pixel of every box, and for each the box it belongs to. Built row by
+    row: one run of consecutive indices per box row, so no per-pixel division or modulo."""
     r0, r1, c0, c1 = boxes.T
-    box_w = c1 - c0
-    area = (r1 - r0) * box_w
-    pair = np.repeat(np.arange(len(boxes)), area)
-    offset = np.arange(area.sum()) - np.repeat(np.cumsum(area) - area, area)
-    rows = r0[pair] + offset // box_w[pair]
-    cols = c0[pair] + offset % box_w[pair]
-    return rows * width + cols, pair
+    box_w, box_h = c1 - c0, r1 - r0
+    pair = np.repeat(np.arange(len(boxes)), box_h * box_w)
+    row_box = np.repeat(np.arange(len(boxes)), box_h)
+    row = r0[row_box] + np.arange(len(row_box)) - np.repeat(np.cumsum(box_h) - box_h, box_h)
+    run = box_w[row_box]
+    start = row * width + c0[row_box] - (np.cumsum(run) - run)  # minus the run's offset in the list
+    return np.repeat(start, run) + np.arange(len(pair)), pair
 
 
 def sky_color(rays: np.ndarray, light: Light) -> np.ndarray:
@@ -276,8 +289,12 @@ def tone_table(gain: float) -> np.ndarray:
 
 
 def to_srgb(radiance: np.ndarray, table: np.ndarray) -> np.ndarray:
-    scaled = np.sqrt(np.clip(radiance, 0.0, _RANGE) * np.float32(1.0 / _RANGE))
-    return table[(scaled * (_STEPS - 1) + 0.5).astype(np.int32)]
+    scaled = np.clip(radiance, 0.0, _RANGE)  # the one copy; the rest works in place
+    scaled *= np.float32(1.0 / _RANGE)
+    np.sqrt(scaled, out=scaled)
+    scaled *= _STEPS - 1
+    scaled += 0.5
+    return table[scaled.astype(np.int32)]
 
 
 def shade(frame: Frame, light: Light, shadow: np.ndarray) -> np.ndarray:
