@@ -73,12 +73,15 @@ class MultiTaskModule(pl.LightningModule):
     @torch.no_grad()
     def predict(self, rgb: Tensor) -> dict[str, Tensor]:
         """Semseg trainIds (B×H×W int64) and depth in metres (B×H×W float32) for a batch."""
-        outputs = self(rgb)
+        return self.decode_outputs(self(rgb))
+
+    def decode_outputs(self, outputs: dict[str, Any]) -> dict[str, Tensor]:
+        """Raw outputs → trainIds and metres (the final element of deep-supervision lists)."""
         result = {}
         if "semseg" in outputs:
-            result["semseg"] = final(outputs["semseg"]).argmax(1)
+            result["semseg"] = final(outputs["semseg"]).detach().argmax(1)
         if "depth" in outputs:
-            result["depth"] = self.depth_unit.decode(final(outputs["depth"])[:, 0])
+            result["depth"] = self.depth_unit.decode(final(outputs["depth"]).detach()[:, 0])
         return result
 
     def compute_losses(self, outputs: dict[str, Any], batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -120,12 +123,10 @@ class MultiTaskModule(pl.LightningModule):
         for key, value in {**losses, "total": total}.items():
             self.val_loss_sums[key] = self.val_loss_sums.get(key, 0) + value.detach().double() * n
         self.val_loss_sums["count"] = self.val_loss_sums.get("count", 0) + torch.tensor(n, device=self.device)
-        pred = {}
-        if "semseg" in self.tasks:
-            pred["semseg"] = final(outputs["semseg"]).argmax(1)
+        pred = self.decode_outputs(outputs)
+        if "semseg" in pred:
             self.semseg_metrics.update(pred["semseg"], batch["semseg"])
-        if "depth" in self.tasks:
-            pred["depth"] = self.depth_unit.decode(final(outputs["depth"])[:, 0])
+        if "depth" in pred:
             self.depth_metrics.update(pred["depth"], batch["depth"])
         observe = set(self.cfg.observe_valid_ids)
         for i, index in enumerate(batch["index"].tolist()):
@@ -204,12 +205,7 @@ class MultiTaskModule(pl.LightningModule):
         writer = self.tensorboard()
         if writer is None:
             return
-        with torch.no_grad():
-            pred = {}
-            if "semseg" in outputs:
-                pred["semseg"] = final(outputs["semseg"]).argmax(1)
-            if "depth" in outputs:
-                pred["depth"] = self.depth_unit.decode(final(outputs["depth"])[:, 0])
+        pred = self.decode_outputs(outputs)
         n = min(self.cfg.visualize_num_samples_in_batch, batch["rgb"].shape[0])
         picture = grid([self.row(batch, pred, i) for i in range(n)])
         writer.add_image("train/batch_crops", picture, step, dataformats="HWC")
