@@ -25,7 +25,9 @@ class Hit:
 
 def srgb(color) -> np.ndarray:
     """An sRGB 0..255 triple → linear albedo, so palettes can be written as ordinary colours."""
-    return _srgb(tuple(float(c) for c in color)).copy()
+    # a tuple is already a cache key (200 and 200.0 hash alike); converting it on every call cost ~4 ms per image
+    key = color if type(color) is tuple else tuple(float(c) for c in color)
+    return _srgb(key).copy()
 
 
 @functools.lru_cache(maxsize=None)
@@ -63,8 +65,13 @@ class Foliage:
         fine = smooth_noise(p[:, 0] * 5.0 - p[:, 2] * 3.0, p[:, 1] * 5.0 + p[:, 2] * 2.0)
         fw = fine_weight(hit.depth, 0.05)
         shade = 0.45 + 0.8 * coarse + fw * (1.4 * fine - 0.7)
-        hue = np.stack([1.0 + 0.3 * (coarse - 0.5), np.ones_like(coarse), 1.0 - 0.3 * (coarse - 0.5)], axis=1)
-        return self.color * hue * np.clip(shade, 0.15, 1.6)[:, None]
+        shade = np.clip(shade, 0.15, 1.6)
+        tint = 0.3 * (coarse - 0.5)  # warmer where leaves are lit, bluer in the gaps
+        out = np.empty((len(shade), 3), dtype=np.float32)
+        out[:, 0] = self.color[0] * (1.0 + tint) * shade
+        out[:, 1] = self.color[1] * shade
+        out[:, 2] = self.color[2] * (1.0 - tint) * shade
+        return out
 
 
 class Facade:
@@ -88,7 +95,11 @@ class Facade:
         self.brick = rng.random() < 0.25
         self.half_height = half_height
         self.offset = rng.uniform(0, 256)
-        self.palette = np.stack([self.wall, self.glass, self.frame, self.glass * 0.8, self.trim, srgb((90, 88, 85))])
+
+    @functools.cached_property
+    def palette(self) -> np.ndarray:
+        # built on first use: most facades of a street are hidden and never shaded
+        return np.stack([self.wall, self.glass, self.frame, self.glass * 0.8, self.trim, srgb((90, 88, 85))])
 
     def __call__(self, hit: Hit) -> np.ndarray:
         # one small palette indexed per pixel (wall, glass, frame, shop, trim, roof): far fewer
