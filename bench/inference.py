@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from mtl.engine.config import build_parser
+from mtl.engine.config import build_parser, plain_values
 from mtl.engine.module import MultiTaskModule
 from mtl.inference.export import ExportModel, export_onnx
 
@@ -65,7 +65,7 @@ def parse_args() -> argparse.Namespace:
 def make_wrapper(model_name: str, encoder: str) -> ExportModel:
     argv = ["--dataset_root", ".", "--model_name", model_name, "--model_encoder_name", encoder]
     cfg = build_parser().parse_args(argv)
-    config = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items()}
+    config = plain_values(cfg)
     torch.manual_seed(0)
     return ExportModel.from_module(MultiTaskModule(config, 27.0727, 29.1264))
 

@@ -23,7 +23,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mtl.engine.config import build_parser
+from mtl.engine.config import build_parser, plain_values
 from mtl.engine.module import MultiTaskModule
 
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets.
@@ -33,7 +33,7 @@ BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A
 def make_module(model_name: str, channels_last: bool, compile_model: bool) -> MultiTaskModule:
     cfg = build_parser().parse_args(["--dataset_root", ".", "--model_name", model_name, "--optimizer", "adam"])
     cfg.channels_last, cfg.compile = channels_last, compile_model
-    config = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items()}
+    config = plain_values(cfg)
     return MultiTaskModule(config, 27.0727, 29.1264)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mtl.data.classes import TASKS
+
 _TRUE = {"yes", "true", "t", "y", "1"}
 _FALSE = {"no", "false", "f", "n", "0"}
 
@@ -45,6 +47,21 @@ def positive_int(value: str) -> int:
     if number <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return number
+
+
+def non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {value}")
+    return number
+
+
+def task_list(value: str) -> tuple[str, ...]:
+    """'semseg,depth' → ("semseg", "depth"), in the canonical order; each task at most once."""
+    tasks = [t.strip() for t in value.split(",") if t.strip()]
+    if not tasks or any(t not in TASKS for t in tasks) or len(set(tasks)) != len(tasks):
+        raise argparse.ArgumentTypeError(f"expected distinct tasks among {','.join(TASKS)}, got {value!r}")
+    return tuple(t for t in TASKS if t in tasks)
 
 
 def positive_float(value: str) -> float:

@@ -5,16 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from mtl.cli.args import positive_int
-
-TASKS = ("semseg", "depth")
-
-
-def _tasks(value: str) -> tuple[str, ...]:
-    tasks = tuple(t.strip() for t in value.split(",") if t.strip())
-    if not tasks or any(t not in TASKS for t in tasks) or len(set(tasks)) != len(tasks):
-        raise argparse.ArgumentTypeError(f"expected distinct tasks among {','.join(TASKS)}, got {value!r}")
-    return tasks
+from mtl.cli.args import positive_int, task_list
+from mtl.data.classes import TASKS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_arguments(parser, several_models=True)
     parser.add_argument("--height", type=positive_int, default=256, help="input height (default 256)")
     parser.add_argument("--width", type=positive_int, default=256, help="input width (default 256)")
-    parser.add_argument("--tasks", type=_tasks, default=TASKS, help="tasks to predict (default semseg,depth)")
+    parser.add_argument("--tasks", type=task_list, default=TASKS, help="tasks to predict (default semseg,depth)")
     parser.add_argument("--json", action="store_true", help="print a JSON list, one object per model")
     parser.set_defaults(func=_run)
 

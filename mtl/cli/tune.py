@@ -6,14 +6,7 @@ import argparse
 import sys
 from collections import Counter
 
-from mtl.cli.args import positive_float, positive_int
-
-
-def _non_negative_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {value}")
-    return number
+from mtl.cli.args import non_negative_int, positive_float, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,10 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="TPE seed (offset by the trials already in the study)")
     parser.add_argument("--pruner", choices=["median", "none"], default="median", help="stop weak trials early")
     parser.add_argument(
-        "--pruner-startup-trials", type=_non_negative_int, default=5, help="no pruning until this many trials finished"
+        "--pruner-startup-trials", type=non_negative_int, default=5, help="no pruning until this many trials finished"
     )
     parser.add_argument(
-        "--pruner-warmup-epochs", type=_non_negative_int, default=1, help="no pruning of a trial before this epoch"
+        "--pruner-warmup-epochs", type=non_negative_int, default=1, help="no pruning of a trial before this epoch"
     )
     parser.add_argument(
         "--allow-changed", action="store_true",

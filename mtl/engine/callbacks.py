@@ -83,12 +83,12 @@ class LastCheckpoint(pl.Callback):
 
     def _received_signal(self, trainer: pl.Trainer) -> bool:
         """Any process's signal stops all of them (DDP processes must stop at the same step)."""
+        if trainer.world_size == 1:
+            return self._signal is not None
         flag = torch.tensor([1 if self._signal is not None else 0], device=trainer.strategy.root_device)
-        if trainer.world_size > 1:
-            flag = trainer.strategy.reduce(flag, reduce_op="max")
-        if flag.item() and self._signal is None:
+        if trainer.strategy.reduce(flag, reduce_op="max").item() and self._signal is None:
             self._signal = signal.SIGTERM
-        return bool(flag.item())
+        return self._signal is not None
 
 
 class CSVMetrics(Logger):

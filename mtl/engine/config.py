@@ -20,11 +20,13 @@ from mtl.cli.args import (
     positive_float,
     positive_int,
     str2bool,
+    task_list,
 )
+from mtl.data.classes import NUM_CLASSES, TASKS
 from mtl.losses import DEPTH_LOSSES, DEPTH_UNITS, WEIGHTINGS
 from mtl.models import add_model_arguments
 
-TASK_CHANNELS = {"semseg": 19, "depth": 1}
+TASK_CHANNELS = {"semseg": NUM_CLASSES, "depth": 1}
 
 # Flags that do not change the experiment: kept out of cmd.txt and free to change on resume
 # (the course's "invariant keys", extended with this toolkit's own run-management flags).
@@ -57,19 +59,6 @@ NON_EXPERIMENT_KEYS = frozenset(
 )
 
 
-def _tasks(value: str) -> tuple[str, ...]:
-    tasks = tuple(t.strip() for t in value.split(",") if t.strip())
-    unknown = [t for t in tasks if t not in TASK_CHANNELS]
-    if not tasks or unknown:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {list(TASK_CHANNELS)}, got {value!r}")
-    return tuple(t for t in TASK_CHANNELS if t in tasks)
-
-
-def _id_range(value: str) -> tuple[int, ...]:
-    """'[0,100]' → (0, 100): the course's list of sample ids to observe."""
-    return int_list(value)
-
-
 def _bool_flag(group: argparse._ArgumentGroup, name: str, default: bool, help: str) -> None:
     group.add_argument(name, type=str2bool, nargs="?", const=True, default=default, metavar="BOOL", help=help)
 
@@ -99,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default="miniscapes", choices=["miniscapes"], help="dataset layout")
     data.add_argument("--dataset_root", default=None, help="folder holding train/ val/ test/ (required)")
-    data.add_argument("--tasks", type=_tasks, default=("semseg", "depth"), help="semseg, depth or semseg,depth")
+    data.add_argument("--tasks", type=task_list, default=TASKS, help="semseg, depth or semseg,depth")
     data.add_argument(
         "--depth_stats",
         default="auto",
@@ -178,10 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--visualize_num_samples_in_batch", type=int, default=8, help="crops shown per train/batch_crops image"
     )
     vis.add_argument(
-        "--observe_train_ids", type=_id_range, default=(0, 100), help="train samples shown after each validation"
+        "--observe_train_ids", type=int_list, default=(0, 100), help="train samples shown after each validation"
     )
     vis.add_argument(
-        "--observe_valid_ids", type=_id_range, default=(0, 100), help="validation samples shown after each validation"
+        "--observe_valid_ids", type=int_list, default=(0, 100), help="validation samples shown after each validation"
     )
 
     hw = parser.add_argument_group("hardware")
@@ -304,6 +293,11 @@ def experiment_items(cfg: argparse.Namespace) -> dict[str, str]:
             value = ",".join(str(v) for v in value)
         items[key] = str(value)
     return items
+
+
+def plain_values(cfg: argparse.Namespace) -> dict[str, Any]:
+    """The flag values with tuples as lists: YAML- and checkpoint-friendly (weights_only loading)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items()}
 
 
 def outputs_desc(cfg: argparse.Namespace) -> dict[str, int]:

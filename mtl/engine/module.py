@@ -53,6 +53,7 @@ class MultiTaskModule(pl.LightningModule):
         self.semseg_metrics = SemsegMetrics()
         self.depth_metrics = DepthMetrics()
         self.observed: list[np.ndarray] = []
+        self.observed_depth: list[tuple[Tensor, Tensor]] = []  # (GT, prediction) metres, for the histograms
         self.val_loss_sums: dict[str, Tensor] = {}
         self.csv_logger = None  # set by the trainer builder; its row count goes into checkpoints
         self.set_steps_per_epoch(1)
@@ -114,6 +115,7 @@ class MultiTaskModule(pl.LightningModule):
     # -------------------------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:
         self.observed = []
+        self.observed_depth = []
         self.val_loss_sums = {}
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -132,6 +134,8 @@ class MultiTaskModule(pl.LightningModule):
         for i, index in enumerate(batch["index"].tolist()):
             if index in observe:
                 self.observed.append(self.row(batch, pred, i))
+                if "depth" in pred:
+                    self.observed_depth.append((batch["depth"][i].cpu(), pred["depth"][i].float().cpu()))
 
     def row(self, batch: dict[str, Tensor], pred: dict[str, Tensor], i: int) -> np.ndarray:
         pick = lambda d, k: d[k][i] if k in d else None  # noqa: E731
@@ -217,7 +221,7 @@ class MultiTaskModule(pl.LightningModule):
         step = self.global_step
         if self.observed:
             writer.add_image("valid/observed_samples", grid(self.observed), step, dataformats="HWC")
-            if "depth" in self.tasks:
+            if self.observed_depth:
                 self.log_depth_histograms(writer, step)
         train = self.trainer.datamodule.train_dataset.base
         ids = [i for i in self.cfg.observe_train_ids if i < len(train)]
@@ -229,12 +233,8 @@ class MultiTaskModule(pl.LightningModule):
 
     def log_depth_histograms(self, writer: Any, step: int) -> None:
         """GT and predicted depth of the observed validation samples, in metres and in the training unit."""
-        dataset = self.trainer.datamodule.val_dataset
-        ids = [i for i in self.cfg.observe_valid_ids if i < len(dataset)]
-        batch = torch.utils.data.default_collate([dataset[i] for i in ids])
-        with torch.no_grad():
-            pred_m = self.predict(batch["rgb"].to(self.device))["depth"].cpu()
-        gt_m = batch["depth"]
+        gt_m = torch.stack([gt for gt, _ in self.observed_depth])
+        pred_m = torch.stack([pred for _, pred in self.observed_depth])
         valid = torch.isfinite(gt_m)
         writer.add_histogram("depth_histogram/gt_metres", gt_m[valid], step)
         writer.add_histogram("depth_histogram/pred_metres", pred_m, step)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from mtl.engine.config import code_root, experiment_items
+from mtl.engine.config import code_root, experiment_items, plain_values
 
 
 class ResumeRefused(RuntimeError):
@@ -44,7 +44,7 @@ def write_source_zip(log_dir: Path, cfg: argparse.Namespace) -> None:
 
 def write_config(log_dir: Path, cfg: argparse.Namespace) -> None:
     """Every flag value, so that `mtl train --resume RUN_DIR` and `mtl test` can rebuild the run."""
-    values = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items() if k not in ("resume", "config")}
+    values = {k: v for k, v in plain_values(cfg).items() if k not in ("resume", "config")}
     (log_dir / "config.yaml").write_text(yaml.safe_dump(values, sort_keys=True))
 
 

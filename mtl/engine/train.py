@@ -9,7 +9,6 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -20,6 +19,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from mtl.engine import rundir
 from mtl.engine.callbacks import AtomicCheckpointIO, CSVMetrics, LastCheckpoint, TrainingInterrupted
 from mtl.engine.checkpoint import read_checkpoint
+from mtl.engine.config import plain_values
 from mtl.engine.data import MiniScapesDataModule, depth_statistics
 from mtl.engine.module import MultiTaskModule
 
@@ -64,10 +64,6 @@ def prepare_run_dir(cfg: argparse.Namespace) -> tuple[Path, Path | None]:
     rundir.write_config(log_dir, cfg)
     os.environ[RUN_DIR_ENV] = str(log_dir)
     return log_dir, ckpt
-
-
-def plain_config(cfg: argparse.Namespace) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items()}
 
 
 def build_trainer(
@@ -131,7 +127,7 @@ def run_training(cfg: argparse.Namespace, extra_callbacks: Sequence[pl.Callback]
         csv_logger.truncate(resume_state["csv_rows"])
     purge_step = None if resume_state is None else resume_state["global_step"]
     trainer = build_trainer(cfg, log_dir, csv_logger, purge_step, extra_callbacks)
-    module = MultiTaskModule(plain_config(cfg), depth_mean, depth_std)
+    module = MultiTaskModule(plain_values(cfg), depth_mean, depth_std)
     module.csv_logger = csv_logger
     module.set_steps_per_epoch(datamodule.steps_per_epoch(trainer.world_size))
     if module.steps_per_epoch == 0:

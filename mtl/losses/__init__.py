@@ -3,13 +3,12 @@
 from mtl.losses.depth import DEPTH_LOSSES, berhu_loss, get_depth_loss, l1_loss, l2_loss, silog_loss
 from mtl.losses.depth_units import DEPTH_UNITS, DepthUnit, make_depth_unit
 from mtl.losses.semseg import semseg_loss
-from mtl.losses.task import TASKS, TaskLoss
+from mtl.losses.task import TaskLoss
 from mtl.losses.weighting import WEIGHTINGS, FixedWeighting, UncertaintyWeighting, Weighting, build_weighting
 
 __all__ = [
     "DEPTH_LOSSES",
     "DEPTH_UNITS",
-    "TASKS",
     "WEIGHTINGS",
     "DepthUnit",
     "FixedWeighting",

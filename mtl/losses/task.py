@@ -7,11 +7,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from mtl.data.classes import TASKS
 from mtl.losses.depth import get_depth_loss
 from mtl.losses.depth_units import DepthUnit
 from mtl.losses.semseg import semseg_loss
-
-TASKS = ("semseg", "depth")
 
 
 class TaskLoss:

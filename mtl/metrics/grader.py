@@ -25,14 +25,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from mtl.data.classes import CLASS_NAMES, NUM_CLASSES
+from mtl.data.classes import CLASS_NAMES, NUM_CLASSES, TASKS
 from mtl.data.formats import DataFormatError, decode_depth, read_depth, read_semseg
 from mtl.metrics.depth import DepthMetrics
 from mtl.metrics.safezip import GiB, MiB, SafeZip, SubmissionError
 from mtl.metrics.score import summary
 from mtl.metrics.semseg import SemsegMetrics
 
-TASKS = ("semseg", "depth")
 PREDICTION_MODES = {"semseg": ("P", "L"), "depth": ("L",)}
 DEFAULT_MAX_TOTAL_BYTES = 2 * GiB
 DEFAULT_MAX_ENTRY_BYTES = 64 * MiB
