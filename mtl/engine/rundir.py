@@ -8,7 +8,6 @@ A run refuses to resume when the code or the experiment's hyper-parameters chang
 from __future__ import annotations
 
 import argparse
-import hashlib
 import zipfile
 from pathlib import Path
 
@@ -58,12 +57,8 @@ def check_resume(log_dir: Path, cfg: argparse.Namespace) -> list[str]:
         recorded = {name: zf.read(name) for name in zf.namelist()}
     recorded_cmd = _parse_cmd(recorded.pop("cmd.txt", b"").decode())
     current = source_files()
-    digest = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
-    changes = [
-        f"code: {name}"
-        for name in sorted(set(recorded) | set(current))
-        if digest(recorded.get(name, b"")) != digest(current.get(name, b""))
-    ]
+    names = sorted(set(recorded) | set(current))
+    changes = [f"code: {name}" for name in names if recorded.get(name) != current.get(name)]
     now = experiment_items(cfg)
     changes += [
         f"--{key}: {recorded_cmd.get(key)} → {now.get(key)}"
