@@ -17,9 +17,8 @@ from conftest import make_tiny_dataset
 from mtl.cli.main import main
 from mtl.data.classes import CLASS_NAMES
 from mtl.engine.checkpoint import load_module
-from mtl.engine.config import parse_config
+from mtl.engine.config import parse_config, plain_values
 from mtl.engine.module import MultiTaskModule, final
-from mtl.engine.train import plain_config
 from mtl.inference.export import ExportModel, check_onnx
 
 HEIGHT, WIDTH = 48, 64
@@ -33,7 +32,7 @@ def calibrated_checkpoint(root: Path, path: Path, flags: list[str]) -> Path:
     """
     cfg = parse_config(["--dataset_root", str(root), "--model_encoder_name", "resnet18", *flags])
     torch.manual_seed(0)
-    module = MultiTaskModule(plain_config(cfg), 27.0727, 29.1264)
+    module = MultiTaskModule(plain_values(cfg), 27.0727, 29.1264)
     for layer in module.modules():
         if isinstance(layer, torch.nn.BatchNorm2d):
             layer.reset_running_stats()
