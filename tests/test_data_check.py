@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -13,6 +14,8 @@ from conftest import make_tiny_dataset
 from PIL import Image
 
 from mtl.cli.main import main
+from mtl.data.formats import DataFormatError
+from mtl.data.miniscapes import MiniScapes, split_size
 from mtl.data.stats import compute_stats
 
 
@@ -35,6 +38,13 @@ def test_test_split_without_ground_truth_passes(tmp_path, capsys):
 
 def save_l(path: Path, array: np.ndarray, mode: str = "L") -> None:
     Image.fromarray(np.asarray(array, dtype=np.uint8), mode="L").convert(mode).save(path)
+
+
+def save_as(path: Path, fmt: str) -> None:
+    """Rewrite an image in another file format under the same name (same pixels, same mode)."""
+    with Image.open(path) as image:
+        image.load()
+    image.save(path, format=fmt)
 
 
 def truncate(path: Path) -> None:
@@ -71,8 +81,25 @@ DEFECTS = {
             (r / "train/rgb/notes.txt").write_text("x"),
             shutil.copy(r / "train/rgb/0.jpg", r / "train/rgb/07.jpg"),
             (r / "val/extra").mkdir(),
+            (r / "val/semseg/old").mkdir(),
         ],
-        ["train/rgb/notes.txt: stray entry", "train/rgb/07.jpg: stray entry", "val/extra: stray folder"],
+        [
+            "train/rgb/notes.txt: not a sample name",
+            "train/rgb/07.jpg: not a sample name",
+            "val/extra: stray folder",
+            "val/semseg/old: stray folder",
+        ],
+    ),
+    "index aliases": (
+        lambda r: [shutil.copy(r / "val/rgb/1.jpg", r / f"val/rgb/{name}") for name in ("01.jpg", "\u0663.jpg", "2.JPG")],
+        ["val/rgb/01.jpg: not a sample name", "val/rgb/\u0663.jpg: not a sample name", "val/rgb/2.JPG: not a sample name"],
+    ),
+    "png named .jpg": (lambda r: save_as(r / "train/rgb/2.jpg", "PNG"), ["train/rgb/2.jpg: content is PNG"]),
+    "gif named .png": (lambda r: save_as(r / "val/semseg/1.png", "GIF"), ["val/semseg/1.png: content is GIF"]),
+    "jpeg named .png": (lambda r: save_as(r / "test_gt/depth/0.png", "JPEG"), ["test_gt/depth/0.png: content is JPEG"]),
+    "16-bit depth": (
+        lambda r: Image.fromarray(np.full((32, 64), 1000, dtype=np.uint16)).save(r / "train/depth/1.png"),
+        ["train/depth/1.png: depth image is 16-bit (mode 'I;16')"],
     ),
     "test_gt mismatch": (
         lambda r: [
@@ -153,21 +180,127 @@ def test_stats_on_evenly_spaced_images(tiny_dataset):
         compute_stats(tiny_dataset, "train", max_images=0)
 
 
-def test_stats_command_prints_and_writes_files(tiny_dataset, tmp_path, capsys):
+def test_stats_command_prints_and_writes_files(tiny_dataset, tmp_path, capsys, monkeypatch):
+    before = sorted(tiny_dataset.rglob("*"))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
     rc = main(["data", "stats", "--root", str(tiny_dataset), "--split", "val", "--json", str(tmp_path / "s.json")])
     out = capsys.readouterr().out
     assert rc == 0
+    assert sorted(tiny_dataset.rglob("*")) == before  # the dataset is only read
     saved = json.loads((tmp_path / "s.json").read_text())
     expected = independent_stats(tiny_dataset, "val", [0, 1])
     assert saved["depth_mean"] == pytest.approx(expected["depth_mean"], rel=1e-9)
     assert f"mean {expected['depth_mean']:.4f}  std {expected['depth_std']:.4f}" in out
     road = next(line for line in out.splitlines() if line.startswith("road "))
     assert road.split()[-1] == f"{100 * expected['class_frequency'][0]:.3f}"
-    with Image.open(tiny_dataset / "depth_histogram_val.png") as image:
+    assert "histogram: depth_histogram_val.png" in out.splitlines()
+    with Image.open(tmp_path / "work" / "depth_histogram_val.png") as image:  # the current folder by default
         assert image.format == "PNG" and image.size[0] > 100
+    for flag, name in (("--out", "h.png"), ("--histogram", "old_flag.PNG")):  # --histogram: the former name
+        assert main(["data", "stats", "--root", str(tiny_dataset), "--split", "val", flag, str(tmp_path / name)]) == 0
+        with Image.open(tmp_path / name) as image:
+            assert image.format == "PNG"
 
 
 def test_stats_of_a_split_without_ground_truth_fail_clearly(tiny_dataset, capsys):
     rc = main(["data", "stats", "--root", str(tiny_dataset), "--split", "test"])
     assert rc == 1
     assert "no ['semseg', 'depth'] folder" in capsys.readouterr().err
+
+
+ALIAS_HINT = "not a sample name (expected <i>{ext} with i = 0, 1, 2, ... in ASCII digits without leading zeros)"
+
+
+def test_exact_lines_for_mislabelled_files_and_aliases(tiny_dataset, capsys):
+    r = tiny_dataset
+    save_as(r / "train/rgb/0.jpg", "PNG")
+    save_as(r / "train/semseg/3.png", "GIF")
+    save_as(r / "val/depth/1.png", "JPEG")
+    Image.fromarray(np.full((32, 64), 7, dtype=np.uint16)).save(r / "train/depth/2.png")
+    shutil.copy(r / "train/rgb/1.jpg", r / "train/rgb/03.jpg")
+    shutil.copy(r / "train/rgb/1.jpg", r / "train/rgb/\u0663.jpg")  # ARABIC-INDIC THREE: isdigit() and int() accept it
+    rc, lines = check(capsys, r)
+    assert rc == 1
+    assert lines == [
+        f"{r}/train/rgb/03.jpg: {ALIAS_HINT.format(ext='.jpg')}",
+        f"{r}/train/rgb/\u0663.jpg: {ALIAS_HINT.format(ext='.jpg')}",
+        f"{r}/train/rgb/0.jpg: content is PNG, but the .jpg extension requires JPEG",
+        f"{r}/train/semseg/3.png: content is GIF, but the .png extension requires PNG",
+        f"{r}/train/depth/2.png: depth image is 16-bit (mode 'I;16'), expected 8-bit disparity codes (mode 'L')",
+        f"{r}/val/depth/1.png: content is JPEG, but the .png extension requires PNG",
+        f"{r}: 6 problem(s) found, 24 files checked",
+    ]
+
+
+def test_depth_without_valid_pixel_is_a_warning(tiny_dataset, capsys):
+    """Warnings follow the problems, are counted apart in the summary and alone leave the exit code 0."""
+    save_l(tiny_dataset / "train/depth/1.png", np.zeros((32, 64)))
+    save_l(tiny_dataset / "test_gt/depth/0.png", np.zeros((32, 64)))
+    rc, lines = check(capsys, tiny_dataset)
+    assert rc == 0
+    warning = "warning: no valid depth pixel (every value is 0 = invalid)"
+    assert lines == [
+        f"{tiny_dataset}/train/depth/1.png: {warning}",
+        f"{tiny_dataset}/test_gt/depth/0.png: {warning}",
+        f"{tiny_dataset}: OK, 24 files checked, no problem found, 2 warning(s)",
+    ]
+    (tiny_dataset / "val/semseg/1.png").unlink()
+    rc, lines = check(capsys, tiny_dataset)
+    assert rc == 1
+    assert lines == [
+        f"{tiny_dataset}/val/semseg/1.png: missing file",
+        f"{tiny_dataset}/train/depth/1.png: {warning}",
+        f"{tiny_dataset}/test_gt/depth/0.png: {warning}",
+        f"{tiny_dataset}: 1 problem(s) found, 23 files checked, 2 warning(s)",
+    ]
+
+
+def test_undecodable_file_name_is_printed_escaped(tiny_dataset, capsys):
+    name = os.fsdecode(b"\xff.jpg")  # not UTF-8: Python holds it as a lone surrogate, which print() would refuse
+    shutil.copy(tiny_dataset / "val/rgb/0.jpg", tiny_dataset / "val/rgb" / name)
+    rc, lines = check(capsys, tiny_dataset)
+    assert rc == 1
+    assert lines[0] == f"{tiny_dataset}/val/rgb/\\udcff.jpg: {ALIAS_HINT.format(ext='.jpg')}"
+    assert len(lines) == 2
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["03.jpg"], "{f}/03.jpg: " + ALIAS_HINT.format(ext=".jpg")),
+        (["\u0663.jpg"], "{f}/\u0663.jpg: " + ALIAS_HINT.format(ext=".jpg")),
+        (["00.jpg", "+1.jpg", "3.JPG"], "{f}/+1.jpg: " + ALIAS_HINT.format(ext=".jpg") + "; also 00.jpg, 3.JPG"),
+    ],
+)
+def test_split_size_names_index_aliases(tiny_dataset, names, message):
+    """Training reads the split size from split_size: an alias is named, not reported as an empty gap list."""
+    folder = tiny_dataset / "train" / "rgb"
+    for name in names:
+        shutil.copy(folder / "0.jpg", folder / name)
+    with pytest.raises(DataFormatError) as info:
+        split_size(tiny_dataset, "train")
+    assert str(info.value) == message.format(f=folder)
+    with pytest.raises(DataFormatError, match=re.escape(names[0] if len(names) == 1 else "+1.jpg")):
+        MiniScapes(tiny_dataset, "train")
+
+
+def test_split_size_ignores_other_files_and_names_a_gap(tiny_dataset):
+    folder = tiny_dataset / "train" / "rgb"
+    (folder / "notes.txt").write_text("x")
+    shutil.copy(folder / "0.jpg", folder / "cover.jpg")  # not a number: not meant as a sample
+    assert split_size(tiny_dataset, "train") == 4
+    (folder / "1.jpg").rename(folder / "9.jpg")
+    with pytest.raises(DataFormatError) as info:
+        split_size(tiny_dataset, "train")
+    assert str(info.value) == (
+        f"{folder}/1.jpg: missing file (indices must run 0..N-1; found 4 files up to 9.jpg, missing [1] and 5 more)"
+    )
+
+
+def test_stats_name_the_alias_on_one_line(tiny_dataset, capsys):
+    shutil.copy(tiny_dataset / "val/rgb/0.jpg", tiny_dataset / "val/rgb/\u0661.jpg")
+    rc = main(["data", "stats", "--root", str(tiny_dataset), "--split", "val"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert err == f"mtl data stats: error: {tiny_dataset}/val/rgb/\u0661.jpg: {ALIAS_HINT.format(ext='.jpg')}\n"

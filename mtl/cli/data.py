@@ -1,10 +1,40 @@
-"""`mtl data synth|check|stats`: generate, verify and describe datasets in the MiniScapes layout."""
+"""`mtl data synth|check|stats`: generate, verify and describe datasets in the MiniScapes layout.
+
+Flag values that cannot work are refused by argparse (exit 2, ``argument --flag: ...``), before
+anything is written: negative counts, ``--workers 0``, a negative seed, images smaller than the
+generator's minimum, a ``--out`` that is not a ``.png`` for the histogram. Checks that involve two flags
+(all three counts 0, the width:height ratio, a ``--out`` folder that already holds files) are refused
+the same way once the flags are parsed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
+from pathlib import Path
 
-from mtl.cli.args import positive_int
+from mtl.cli.args import non_negative_int, positive_int
+
+# Repeated from mtl.data.synth.sample.MIN_SIZE and mtl.data.miniscapes.SPLITS so that `mtl --help` imports
+# neither the renderer nor torch (tests/test_data_cli.py checks they agree).
+MIN_IMAGE_SIDE = 64
+SPLITS = ("train", "val", "test")
+
+
+def image_side(value: str) -> int:
+    """An image width or height for the generator: an integer ≥ 64."""
+    number = int(value)
+    if number < MIN_IMAGE_SIDE:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ {MIN_IMAGE_SIDE} (pixels), got {value}")
+    return number
+
+
+def png_path(value: str) -> str:
+    """A path ending in .png: the file written is always a PNG, so another extension would mislabel it."""
+    if Path(value).suffix.lower() != ".png" or not Path(value).name[: -len(".png")]:
+        raise argparse.ArgumentTypeError(f"expected a path to a .png file, got {value!r}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,41 +46,73 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="generate the procedural street-scene dataset",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    synth.add_argument("--out", required=True, help="output folder (created)")
-    synth.add_argument("--num-train", type=int, default=1000)
-    synth.add_argument("--num-val", type=int, default=100)
-    synth.add_argument("--num-test", type=int, default=100)
-    synth.add_argument("--width", type=positive_int, default=512)
-    synth.add_argument("--height", type=positive_int, default=256)
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--workers", type=positive_int, default=None, help="processes (default: all cores)")
-    synth.set_defaults(func=_synth)
+    # default=SUPPRESS: no "(default: None)" after these two in --help (--out is required anyway)
+    synth.add_argument("--out", required=True, default=argparse.SUPPRESS, help="output folder (new or empty)")
+    synth.add_argument("--num-train", type=non_negative_int, default=1000, help="train samples (≥ 0)")
+    synth.add_argument("--num-val", type=non_negative_int, default=100, help="val samples (≥ 0)")
+    synth.add_argument("--num-test", type=non_negative_int, default=100, help="test samples (≥ 0)")
+    synth.add_argument("--width", type=image_side, default=512, help=f"pixels (≥ {MIN_IMAGE_SIDE})")
+    synth.add_argument(
+        "--height", type=image_side, default=256, help=f"pixels (≥ {MIN_IMAGE_SIDE}; width/height in [1, 3])"
+    )
+    synth.add_argument("--seed", type=non_negative_int, default=0, help="≥ 0")
+    synth.add_argument(
+        "--workers", type=positive_int, default=argparse.SUPPRESS, help="processes, ≥ 1 (default: all cores)"
+    )
+    synth.set_defaults(func=functools.partial(_synth, parser=synth))
 
-    check = commands.add_parser("check", help="load every sample and report each bad file")
+    check = commands.add_parser(
+        "check",
+        help="load every sample and report each bad file",
+        description="Load every file of the dataset and print one line per problem, starting with its path, "
+        "then one line per warning ('<path>: warning: ...', e.g. a depth map without a valid pixel), then a "
+        "summary. Exit code 1 if there is a problem; warnings alone leave it 0.",
+    )
     check.add_argument("--root", required=True, help="dataset root holding train/ val/ test/")
     check.set_defaults(func=_check)
 
     stats = commands.add_parser("stats", help="depth statistics and class frequencies of a split")
     stats.add_argument("--root", required=True, help="dataset root")
-    stats.add_argument("--split", default="train")
-    stats.add_argument("--histogram", default=None, help="PNG path (default <root>/depth_histogram_<split>.png)")
+    stats.add_argument("--split", default="train", choices=SPLITS)
+    stats.add_argument(
+        "--out",
+        "--histogram",  # the flag's former name
+        dest="out",
+        type=png_path,
+        default=None,
+        help="depth histogram PNG (default: depth_histogram_<split>.png in the current folder)",
+    )
     stats.add_argument("--json", default=None, help="also write the statistics as JSON here")
     stats.set_defaults(func=_stats)
 
 
-def _synth(args: argparse.Namespace) -> int:
+def _synth(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from mtl.data.synth import generate_dataset
+    from mtl.data.synth.sample import check_size
 
-    generate_dataset(
-        args.out,
-        num_train=args.num_train,
-        num_val=args.num_val,
-        num_test=args.num_test,
-        width=args.width,
-        height=args.height,
-        seed=args.seed,
-        workers=args.workers,
-    )
+    if args.num_train == args.num_val == args.num_test == 0:
+        parser.error("nothing to generate: --num-train, --num-val and --num-test are all 0")
+    try:
+        check_size(args.width, args.height)
+    except ValueError as exc:
+        parser.error(f"--width/--height: {exc}")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        parser.error(f"argument --out: {out} exists and is not an empty folder; choose a new one")
+    try:
+        generate_dataset(
+            args.out,
+            num_train=args.num_train,
+            num_val=args.num_val,
+            num_test=args.num_test,
+            width=args.width,
+            height=args.height,
+            seed=args.seed,
+            workers=getattr(args, "workers", None),
+        )
+    except OSError as exc:  # e.g. no permission to create --out, disk full
+        print(f"mtl data synth: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -63,4 +125,4 @@ def _check(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
     from mtl.data.stats import run_stats
 
-    return run_stats(args.root, args.split, histogram=args.histogram, json_path=args.json)
+    return run_stats(args.root, args.split, histogram=args.out, json_path=args.json)

@@ -1,9 +1,16 @@
 """`mtl data check`: load every file of a MiniScapes-layout dataset and report each bad one by its path.
 
-Checked: missing modality folders and files (including index gaps), stray files, files that do not
-decode (truncated/corrupt), wrong modes, semseg values outside 0..18/255, and image sizes: every image
-must have the size most of the dataset has, which also catches a modality that differs from its RGB.
-``test_gt/`` (the grader's ground truth of the test split) is checked against ``test/rgb``.
+Checked: missing modality folders and files (including index gaps), stray files and folders, names
+that are not sample names (``03.jpg``, ``٣.jpg``: only ``<i>`` in ASCII digits without leading zeros is
+a sample), content that does not match the extension (a PNG or GIF named ``.jpg``, a JPEG named
+``.png``), files that do not decode (truncated/corrupt), wrong modes (16-bit depth included), semseg
+values outside 0..18/255, and image sizes: every image must have the size most of the dataset has,
+which also catches a modality that differs from its RGB. ``test_gt/`` (the grader's ground truth of the
+test split) is checked against ``test/rgb``.
+
+A depth map without a single valid pixel (all 0) is a *warning*, not a problem: it is well-formed, the
+depth loss and metrics skip images without valid pixels, and such frames can be legitimate; but a
+dataset of them has no depth to learn, so each one is listed. Warnings do not change the exit code.
 """
 
 from __future__ import annotations
@@ -14,12 +21,17 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from mtl.data.formats import DataFormatError, read_depth, read_rgb, read_semseg
 from mtl.data.miniscapes import MODALITY_EXT, SPLITS
 
 READERS = {"rgb": read_rgb, "semseg": read_semseg, "depth": read_depth}
+# What PIL must recognise behind each extension. MPO is the multi-picture JPEG of some cameras: a JPEG.
+FORMATS = {".jpg": ("JPEG", "MPO"), ".png": ("PNG",)}
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # PIL's modes for a 16-bit grayscale PNG
 
 
 @dataclass(frozen=True)
@@ -51,13 +63,20 @@ def _scan_group(group: _Group, problems: list[str], files: list[tuple[Path, str]
     indices: dict[str, set[int]] = {}
     for modality in present:
         pattern = _file_pattern(modality)
+        ext = MODALITY_EXT[modality]
         indices[modality] = set()
         for entry in sorted((group.folder / modality).iterdir()):
             match = pattern.fullmatch(entry.name)
-            if match and entry.is_file():
+            if not entry.is_file():
+                kind = "folder" if entry.is_dir() else "entry, not a regular file"
+                problems.append(f"{entry}: stray {kind} (expected only <i>{ext} files)")
+            elif match:
                 indices[modality].add(int(match.group(1)))
             else:
-                problems.append(f"{entry}: stray entry (expected <i>{MODALITY_EXT[modality]}, i = 0, 1, 2, ...)")
+                problems.append(
+                    f"{entry}: not a sample name (expected <i>{ext} with i = 0, 1, 2, ... in ASCII digits "
+                    "without leading zeros)"
+                )
     found = max((max(s) + 1 for s in indices.values() if s), default=0)
     count = found if group.expected_count is None else group.expected_count
     for modality in present:
@@ -74,15 +93,46 @@ def _scan_group(group: _Group, problems: list[str], files: list[tuple[Path, str]
     return count
 
 
-def find_problems(root: str | Path, progress: bool = True) -> tuple[list[str], int]:
-    """All problems of the dataset at ``root`` (one line each, starting with the path) and the number of
-    files loaded."""
+def _check_file(path: Path, modality: str) -> tuple[str | None, str | None, tuple[int, int] | None]:
+    """(problem, warning, (width, height)) of one file; the size is None when the file is not usable."""
+    try:
+        with Image.open(path) as image:  # reads the header only
+            real_format, mode = image.format, image.mode
+    except Exception:  # unidentified or unreadable: the reader below names the cause
+        real_format = mode = None
+    expected = FORMATS[path.suffix]
+    if real_format is not None and real_format not in expected:
+        return f"{path}: content is {real_format}, but the {path.suffix} extension requires {expected[0]}", None, None
+    if modality == "depth" and mode in SIXTEEN_BIT_MODES:
+        return f"{path}: depth image is 16-bit (mode {mode!r}), expected 8-bit disparity codes (mode 'L')", None, None
+    try:
+        array = READERS[modality](path)
+    except DataFormatError as exc:
+        return str(exc), None, None
+    warning = None
+    if modality == "depth" and not np.isfinite(array).any():
+        warning = f"{path}: warning: no valid depth pixel (every value is 0 = invalid)"
+    return None, warning, (array.shape[1], array.shape[0])
+
+
+@dataclass
+class CheckResult:
+    """Problems and warnings (one line each, starting with the path) and the number of files loaded."""
+
+    problems: list[str]
+    warnings: list[str]
+    files_checked: int
+
+
+def find_problems(root: str | Path, progress: bool = True) -> CheckResult:
+    """Everything wrong with the dataset at ``root``."""
     root = Path(root)
     if not root.is_dir():
-        return [f"{root}: dataset root not found"], 0
+        return CheckResult([f"{root}: dataset root not found"], [], 0)
     if not any((root / name).is_dir() for name in (*SPLITS, "test_gt")):
-        return [f"{root}: no {', '.join(SPLITS)} or test_gt folder"], 0
+        return CheckResult([f"{root}: no {', '.join(SPLITS)} or test_gt folder"], [], 0)
     problems: list[str] = []
+    warnings: list[str] = []
     files: list[tuple[Path, str]] = []
     test_count = None
     for split in SPLITS:
@@ -100,12 +150,13 @@ def find_problems(root: str | Path, progress: bool = True) -> tuple[list[str], i
 
     sizes: list[tuple[Path, tuple[int, int]]] = []
     for path, modality in tqdm(files, desc="checking", unit="file", file=sys.stderr, delay=2.0, disable=not progress):
-        try:
-            array = READERS[modality](path)
-        except DataFormatError as exc:
-            problems.append(str(exc))
-            continue
-        sizes.append((path, (array.shape[1], array.shape[0])))
+        problem, warning, size = _check_file(path, modality)
+        if problem is not None:
+            problems.append(problem)
+        if warning is not None:
+            warnings.append(warning)
+        if size is not None:
+            sizes.append((path, size))
     if sizes:
         common = Counter(size for _, size in sizes).most_common(1)[0][0]
         problems += [
@@ -113,16 +164,24 @@ def find_problems(root: str | Path, progress: bool = True) -> tuple[list[str], i
             for path, (w, h) in sizes
             if (w, h) != common
         ]
-    return problems, len(files)
+    return CheckResult(problems, warnings, len(files))
+
+
+def _print(line: str) -> None:
+    """Print a line even when a file name cannot be encoded for the terminal (e.g. undecodable bytes)."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    print(line.encode(encoding, "backslashreplace").decode(encoding, "replace"))
 
 
 def run_check(root: str | Path) -> int:
-    """Print every problem and a summary; 1 if anything is wrong, else 0."""
-    problems, loaded = find_problems(root)
-    for line in problems:
-        print(line)
-    if problems:
-        print(f"{root}: {len(problems)} problem(s) found, {loaded} files checked")
+    """Print every problem, then every warning, then a summary; 1 if there is a problem, else 0
+    (warnings alone leave the exit code 0)."""
+    result = find_problems(root)
+    for line in result.problems + result.warnings:
+        _print(line)
+    warned = f", {len(result.warnings)} warning(s)" if result.warnings else ""
+    if result.problems:
+        _print(f"{root}: {len(result.problems)} problem(s) found, {result.files_checked} files checked{warned}")
         return 1
-    print(f"{root}: OK, {loaded} files checked, no problem found")
+    _print(f"{root}: OK, {result.files_checked} files checked, no problem found{warned}")
     return 0

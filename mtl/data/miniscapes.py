@@ -20,14 +20,52 @@ def sample_path(root: Path, split: str, modality: str, index: int) -> Path:
 
 
 def split_size(root: Path, split: str) -> int:
-    """Number of samples of a split, discovered from the RGB folder (indices must run 0..N-1)."""
+    """Number of samples of a split, discovered from the RGB folder (indices must run 0..N-1).
+
+    Only ``<i>.jpg`` with ``<i>`` in ASCII digits without leading zeros is a sample. A ``.jpg`` whose
+    name still reads as a number (``03.jpg``, ``+3.jpg``, ``٣.jpg``: ``int()`` accepts them all) is an
+    error naming the file rather than a silent alias of a sample; other files (``notes.txt``,
+    ``cover.jpg``) are ignored here (``mtl data check`` reports them).
+    """
     folder = Path(root) / split / "rgb"
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: split folder not found (expected <root>/{split}/rgb/<i>.jpg)")
-    indices = sorted(int(p.stem) for p in folder.glob("*.jpg") if p.stem.isdigit())
-    if indices != list(range(len(indices))):
-        missing = sorted(set(range(indices[-1] + 1)) - set(indices)) if indices else []
-        raise DataFormatError(f"{folder}: indices are not 0..N-1 (missing {missing[:5]})")
+    indices: list[int] = []
+    aliases: list[str] = []
+    for name in sorted(p.name for p in folder.iterdir()):
+        stem, ext = name[:-4], name[-4:]
+        if ext.lower() != ".jpg":
+            continue
+        if ext == ".jpg" and stem.isascii() and stem.isdigit() and (stem == "0" or stem[0] != "0"):
+            indices.append(int(stem))
+            continue
+        try:
+            int(stem)
+        except ValueError:
+            if not stem.isdigit():
+                continue  # not meant as a sample
+        aliases.append(name)
+    message = None
+    if aliases:
+        message = (
+            f"{folder / aliases[0]}: not a sample name (expected <i>.jpg with i = 0, 1, 2, ... in ASCII digits "
+            f"without leading zeros)"
+        )
+        if len(aliases) > 1:
+            message += f"; also {', '.join(aliases[1:6])}{f' and {len(aliases) - 6} more' if len(aliases) > 6 else ''}"
+    else:
+        indices.sort()
+        if indices != list(range(len(indices))):
+            present = set(indices)  # some index >= N exists, so one below N is missing
+            missing = [i for i in range(len(indices)) if i not in present][:5]
+            more = indices[-1] + 1 - len(indices) - len(missing)
+            message = (
+                f"{folder / f'{missing[0]}.jpg'}: missing file (indices must run 0..N-1; found {len(indices)} "
+                f"files up to {indices[-1]}.jpg, missing {missing}{f' and {more} more' if more > 0 else ''})"
+            )
+    if message is not None:
+        # A name with undecodable bytes (a surrogate escape) would make printing the error fail.
+        raise DataFormatError(message.encode("utf-8", "backslashreplace").decode("utf-8"))
     return len(indices)
 
 

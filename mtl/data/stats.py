@@ -100,13 +100,15 @@ def save_histogram(stats: dict[str, Any], path: str | Path, title: str) -> None:
     ax.set_ylabel("valid pixels")
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")  # PNG whatever the name says
 
 
 def run_stats(
     root: str | Path, split: str = "train", histogram: str | Path | None = None, json_path: str | Path | None = None
 ) -> int:
-    """Print the statistics of ``split``, save the depth histogram PNG and optionally a JSON file."""
+    """Print the statistics of ``split``, save the depth histogram PNG (``histogram``, by default
+    ``depth_histogram_<split>.png`` in the current folder: the dataset stays read-only) and optionally
+    a JSON file."""
     try:
         stats = compute_stats(root, split)
     except (DataFormatError, FileNotFoundError, ValueError) as exc:
@@ -122,7 +124,7 @@ def run_stats(
     for name, count, freq in zip(CLASS_NAMES, stats["class_pixels"], stats["class_frequency"]):
         print(f"{name:<{width}}  {count:>12}  {100 * freq:>8.3f}")
     print(f"{'(ignore)':<{width}}  {stats['ignore_pixels']:>12}")
-    histogram = Path(histogram) if histogram else Path(root) / f"depth_histogram_{split}.png"
+    histogram = Path(histogram) if histogram else Path(f"depth_histogram_{split}.png")
     try:
         save_histogram(stats, histogram, f"depth of {split} ({stats['depth_valid_pixels']} valid pixels)")
         if json_path:
