@@ -1,7 +1,9 @@
-"""The procedural street-scene generator: exact geometry, determinism, dataset layout, class coverage."""
+"""The procedural street-scene generator: exact geometry, determinism, dataset layout, class coverage,
+surface normals."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,7 +12,21 @@ import pytest
 from PIL import Image
 
 from mtl.data.classes import CLASS_ID, IGNORE_INDEX, NUM_CLASSES
-from mtl.data.formats import ZMAX, ZMIN, encode_depth, read_depth, read_semseg, write_rgb
+from mtl.data.formats import (
+    DMAX,
+    DMIN,
+    ZMAX,
+    ZMIN,
+    DataFormatError,
+    decode_normals,
+    encode_depth,
+    encode_normals,
+    read_depth,
+    read_normals,
+    read_semseg,
+    write_normals,
+    write_rgb,
+)
 from mtl.data.miniscapes import MiniScapes
 from mtl.data.synth import generate_dataset, render_sample
 from mtl.data.synth.camera import Camera
@@ -18,10 +34,14 @@ from mtl.data.synth.dataset import _atomic
 from mtl.data.synth.materials import Solid
 from mtl.data.synth.parts import Part
 from mtl.data.synth import render
-from mtl.data.synth.render import Frame
+from mtl.data.synth.audit import audit
+from mtl.data.synth.render import Frame, camera_normals
+from mtl.data.synth.sample import SPLIT_IDS
+from mtl.data.synth.scene import build_scene
+from mtl.data.synth.sheet import contact_sheet
 from mtl.data.synth.shapes import Box, Cylinder, Ellipsoid
 
-ROAD, SKY, CAR = CLASS_ID["road"], CLASS_ID["sky"], CLASS_ID["car"]
+ROAD, SKY, CAR, BUILDING = CLASS_ID["road"], CLASS_ID["sky"], CLASS_ID["car"], CLASS_ID["building"]
 
 
 def _level_camera(width: int = 64, height: int = 32, cam_height: float = 1.5) -> Camera:
@@ -211,9 +231,9 @@ def test_generate_dataset_writes_the_miniscapes_layout(tmp_path: Path):
     expected = ["synth.json"]
     for split, n in (("train", 3), ("val", 2)):
         for i in range(n):
-            expected += [f"{split}/rgb/{i}.jpg", f"{split}/semseg/{i}.png", f"{split}/depth/{i}.png"]
+            expected += [f"{split}/rgb/{i}.jpg", f"{split}/semseg/{i}.png", f"{split}/depth/{i}.png", f"{split}/normals/{i}.png"]
     for i in range(2):
-        expected += [f"test/rgb/{i}.jpg", f"test_gt/semseg/{i}.png", f"test_gt/depth/{i}.png"]
+        expected += [f"test/rgb/{i}.jpg", f"test_gt/semseg/{i}.png", f"test_gt/depth/{i}.png", f"test_gt/normals/{i}.png"]
     assert files == sorted(expected)
     assert json.loads((root / "synth.json").read_text())["seed"] == 5
 
@@ -224,12 +244,15 @@ def test_generate_dataset_writes_the_miniscapes_layout(tmp_path: Path):
             assert (im.format, im.mode, im.size) == ("PNG", "P", (128, 64))
         with Image.open(root / gt / "depth" / "0.png") as im:
             assert (im.format, im.mode, im.size) == ("PNG", "L", (128, 64))
+        with Image.open(root / gt / "normals" / "0.png") as im:
+            assert (im.format, im.mode, im.size) == ("PNG", "RGB", (128, 64))
 
     # the files hold exactly what render_sample gives for that (seed, split, index)
     sample = render_sample(5, "val", 1, 128, 64)
     np.testing.assert_array_equal(read_semseg(root / "val/semseg/1.png"), sample.semseg)
     codes = np.asarray(Image.open(root / "val/depth/1.png"))
     np.testing.assert_array_equal(codes, encode_depth(sample.depth, "invalidate"))
+    np.testing.assert_array_equal(np.asarray(Image.open(root / "val/normals/1.png")), encode_normals(sample.normals))
     write_rgb(tmp_path / "reference.jpg", sample.rgb)  # same encoder, same bytes
     assert (root / "val/rgb/1.jpg").read_bytes() == (tmp_path / "reference.jpg").read_bytes()
     test_sample = render_sample(5, "test", 0, 128, 64)
@@ -241,6 +264,15 @@ def test_generate_dataset_writes_the_miniscapes_layout(tmp_path: Path):
     assert len(train) == 3 and item["rgb"].shape == (3, 64, 128) and item["depth"].shape == (64, 128)
     test = MiniScapes(root, "test")
     assert test.modalities == ("rgb",) and len(test) == 2
+
+    # normals: (0, 0, 0) exactly where the depth PNG is 0, in every written sample; the audit agrees
+    for gt, n in (("train", 3), ("val", 2), ("test_gt", 2)):
+        for i in range(n):
+            depth_codes = np.asarray(Image.open(root / gt / "depth" / f"{i}.png"))
+            normal_codes = np.asarray(Image.open(root / gt / "normals" / f"{i}.png"))
+            np.testing.assert_array_equal(~normal_codes.any(axis=-1), depth_codes == 0)
+    assert audit(root, "val")["normal_mismatch"] == 0
+    assert contact_sheet(5, "val", [0, 1], 128, 64).shape == (128, 4 * 128, 3)  # rgb, semseg, depth, normals
 
 
 @pytest.mark.parametrize(
@@ -281,3 +313,197 @@ def test_a_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path: Path
     assert list(tmp_path.iterdir()) == []
     _atomic(lambda p: p.write_bytes(b"done"), target)
     assert [p.name for p in tmp_path.iterdir()] == ["0.png"] and target.read_bytes() == b"done"
+
+
+# --- surface normals --------------------------------------------------------------------------------
+
+
+def _camera_of(seed: int, split: str, index: int, width: int, height: int) -> Camera:
+    """The camera render_sample used: the scene is rebuilt from the same random stream."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, SPLIT_IDS[split], index]))
+    return build_scene(rng, width, height).camera
+
+
+def _pixel_rays(camera: Camera) -> np.ndarray:
+    """H×W×3 camera-frame rays (u, v, 1) through the pixel centres: the intrinsics of the renderer."""
+    u = (np.arange(camera.width) + 0.5 - camera.width / 2) / camera.focal
+    v = (np.arange(camera.height) + 0.5 - camera.height / 2) / camera.focal
+    return np.stack(np.broadcast_arrays(u[None, :], v[:, None], np.ones((1, 1))), axis=-1)
+
+
+def _angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.degrees(np.arccos(np.clip(np.sum(a * b, axis=-1), -1.0, 1.0)))
+
+
+def test_normals_of_known_primitives_in_camera_coordinates():
+    camera = _level_camera(65, 33)
+    box = Part(Box((-3.0, 1.5, 20.0), (4.0, 2.0, 2.0)), CAR, Solid((1, 2, 3)))
+    ball = Part(Ellipsoid((0.0, 1.5, 10.0), (1.0, 2.0, 0.5)), CAR, Solid((1, 2, 3)))
+    post = Part(Cylinder((3.0, 1.5, 10.0), 0.5, 4.0, axis=1), CAR, Solid((1, 2, 3)))
+    frame = _frame([box, ball, post], camera)
+    frame.resolve([box, ball, post], ground=_Ground())
+    normals = camera_normals(frame, np.isfinite(frame.depth))
+    np.testing.assert_allclose(normals[16, 32], (0.0, 0.0, -1.0), atol=1e-6)  # ellipsoid tip on the axis
+    x_box = int(round(32.5 + camera.focal * -3.0 / 19.0 - 0.5))  # the box's front face, y down: up is -y
+    np.testing.assert_allclose(normals[16, x_box], (0.0, 0.0, -1.0), atol=1e-6)
+    x_post = int(round(32.5 + camera.focal * 3.0 / 9.5 - 0.5))  # the cylinder wall faces the camera
+    assert normals[16, x_post, 2] < -0.9 and abs(normals[16, x_post, 1]) < 1e-6
+    np.testing.assert_allclose(normals[30, 5], (0.0, -1.0, 0.0), atol=1e-6)  # ground: straight up
+    assert np.isnan(normals[2, 5]).all()  # sky
+
+    # a pitched, rolled camera sees the ground normal as the world's up axis in camera coordinates
+    tilted = Camera.create(64, 32, 70.0, np.array([0.0, 1.5, 0.0]), yaw=0.1, pitch=np.radians(-3.0), roll=np.radians(1.0))
+    frame = _frame([], tilted)
+    frame.resolve([], ground=_Ground())
+    ground = camera_normals(frame, np.isfinite(frame.depth))[np.isfinite(frame.depth)]
+    np.testing.assert_allclose(ground, np.broadcast_to(tilted.rotation[1], ground.shape), atol=1e-6)
+    assert (ground[:, 1] < -0.99).all() and (ground[:, 2] < 0).all()  # pitched down: tilted towards the camera
+
+    # seen from inside (the far wall of a box around the camera) the normal is turned to face the camera
+    room = Part(Box((0.0, 1.5, 0.0), (10.0, 10.0, 10.0)), CAR, Solid((1, 2, 3)))
+    frame = _frame([room], camera)
+    frame.resolve([room], ground=_Ground())
+    normals = camera_normals(frame, np.isfinite(frame.depth))
+    np.testing.assert_allclose(normals[16, 32], (0.0, 0.0, -1.0), atol=1e-6)
+    assert (np.sum(normals * _pixel_rays(camera), axis=-1) < 0).all()
+
+
+def test_normals_are_unit_facing_the_camera_and_valid_exactly_where_depth_is():
+    for index in range(3):
+        s = render_sample(0, "val", index, 192, 96)
+        assert s.normals.shape == (96, 192, 3) and s.normals.dtype == np.float32
+        invalid = np.isnan(s.normals)
+        assert (invalid.all(axis=-1) == invalid.any(axis=-1)).all()
+        np.testing.assert_array_equal(invalid[..., 0], np.isnan(s.depth))
+        valid = ~invalid[..., 0]
+        n = s.normals[valid]
+        np.testing.assert_allclose(np.linalg.norm(n, axis=-1), 1.0, atol=1e-5)
+        assert (np.sum(n * _pixel_rays(_camera_of(0, "val", index, 192, 96))[valid], axis=-1) <= 1e-6).all()
+        # the 8-bit codes: (0, 0, 0) exactly where the depth code is 0, unit length within quantisation
+        codes = encode_normals(s.normals)
+        np.testing.assert_array_equal(~codes.any(axis=-1), encode_depth(s.depth, "invalidate") == 0)
+        raw = codes[valid].astype(np.float64) / 255 * 2 - 1
+        assert np.abs(np.linalg.norm(raw, axis=-1) - 1.0).max() < 0.01
+        assert _angles_deg(decode_normals(codes)[valid], n).max() < 0.5
+
+
+def _normals_from_depth(depth: np.ndarray, camera: Camera) -> np.ndarray:
+    """(H−1)×(W−1)×3 normals of the triangles (p[r, c], p[r, c+1], p[r+1, c]) of back-projected points,
+    turned to face the camera."""
+    points = depth[..., None].astype(np.float64) * _pixel_rays(camera)
+    n = np.cross(points[:-1, 1:] - points[:-1, :-1], points[1:, :-1] - points[:-1, :-1])
+    with np.errstate(invalid="ignore"):
+        n /= np.linalg.norm(n, axis=-1, keepdims=True)
+        n *= np.where(np.sum(n * points[:-1, :-1], axis=-1) > 0, -1.0, 1.0)[..., None]
+    return n
+
+
+def test_normals_agree_with_normals_estimated_from_depth():
+    """Road (the ground plane) and building facades: the cross product of neighbouring back-projected
+    depth points (exact float depth, the renderer's intrinsics) matches the stored normal. Facade
+    pixels are those whose two neighbours carry the same normal (one face, no edge between)."""
+    angles = {ROAD: [], BUILDING: []}
+    for index in range(4):
+        s = render_sample(0, "val", index, 256, 128)
+        camera = _camera_of(0, "val", index, 256, 128)
+        estimate = _normals_from_depth(s.depth, camera)
+        n = s.normals[:-1, :-1]
+        same = (np.abs(n - s.normals[:-1, 1:]).max(axis=-1) < 1e-4) & (np.abs(n - s.normals[1:, :-1]).max(axis=-1) < 1e-4)
+        for label in angles:
+            mask = (s.semseg[:-1, :-1] == label) & (s.semseg[:-1, 1:] == label) & (s.semseg[1:, :-1] == label)
+            mask &= np.isfinite(estimate).all(axis=-1) & same
+            if label == BUILDING:
+                mask &= np.abs(np.sum(n * camera.rotation[1], axis=-1)) < 0.1  # vertical faces: horizontal normal
+            angles[label].append(_angles_deg(estimate[mask], n[mask]))
+        road = s.normals[(s.semseg == ROAD) & np.isfinite(s.depth)]
+        up = camera.rotation[1]  # the world's up axis in camera coordinates: -y tilted by pitch and roll
+        assert (road[:, 1] < -0.99).all()
+        np.testing.assert_allclose(road, np.broadcast_to(up, road.shape), atol=1e-5)
+    for label, name in ((ROAD, "road"), (BUILDING, "facade")):
+        a = np.concatenate(angles[label])
+        assert len(a) > 2000, name
+        assert np.median(a) < 1.0 and np.percentile(a, 95) < 3.0, (name, np.median(a), np.percentile(a, 95))
+
+
+def test_normals_png_agree_with_a_plane_fitted_to_the_depth_png(tmp_path: Path):
+    """What a user of the files sees: on the road, disparity 1/z is affine in the pixel ray (u, v, 1)
+    with coefficients along the plane's normal, so a least-squares fit to the 8-bit depth PNG gives
+    the road normal, to compare with the normals PNG (and their masks must coincide)."""
+    root = tmp_path / "synth"
+    generate_dataset(root, num_train=0, num_val=3, num_test=0, width=256, height=128, seed=0, workers=1)
+    for index in range(3):
+        codes = np.asarray(Image.open(root / f"val/depth/{index}.png"))
+        normals = read_normals(root / f"val/normals/{index}.png")
+        np.testing.assert_array_equal(np.isnan(normals).any(axis=-1), codes == 0)
+        road = (read_semseg(root / f"val/semseg/{index}.png") == ROAD) & (codes > 0)
+        rays = _pixel_rays(_camera_of(0, "val", index, 256, 128))[road]
+        disparity = DMIN + (DMAX - DMIN) * (codes[road] - 0.5) / 254  # the middle of each truncated code
+        plane = np.linalg.lstsq(rays, disparity, rcond=None)[0]
+        plane *= -np.sign(plane[1]) / np.linalg.norm(plane)  # facing the camera: up, -y
+        assert road.sum() > 1000
+        angles = _angles_deg(normals[road], plane)
+        assert np.median(angles) < 1.0 and np.percentile(angles, 95) < 2.0, (index, np.median(angles))
+
+
+def test_normals_encoding_round_trip_and_invalid_codes(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    n = rng.normal(size=(50, 40, 3))
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    n[0, 0] = np.nan
+    n[0, 1] = 0.0
+    n[0, 2] = (np.inf, 0.0, 0.0)
+    n[1, :8] = np.array(list(np.ndindex(2, 2, 2))) * 2.0 - 1.0  # the corners (±1, ±1, ±1), unnormalised
+    n[2, 0] = (-1.0, -1.0, -1.0 + 1e-9)
+    codes = encode_normals(n)
+    assert codes.dtype == np.uint8 and codes.shape == (50, 40, 3)
+    invalid = ~codes.any(axis=-1)
+    assert invalid.sum() == 3 and invalid[0, :3].all()  # NaN, zero and infinite vectors only
+    np.testing.assert_array_equal(codes[1, 0], (54, 54, 54))  # (−1, −1, −1)/√3 is far from (0, 0, 0)
+    np.testing.assert_array_equal(codes[3, 5], np.floor((n[3, 5] + 1) / 2 * 255 + 0.5))
+    decoded = decode_normals(codes)
+    assert decoded.dtype == np.float32 and np.isnan(decoded[invalid]).all()
+    valid = ~invalid
+    unit = n[valid] / np.linalg.norm(n[valid], axis=-1, keepdims=True)
+    assert _angles_deg(decoded[valid], unit).max() < 0.5
+    np.testing.assert_allclose(np.linalg.norm(decoded[valid], axis=-1), 1.0, atol=1e-6)
+    # renormalising moves a decoded vector by less than a code: re-encoding is within one step, and
+    # an invalid code stays invalid
+    assert np.abs(encode_normals(decoded).astype(int) - codes).max() <= 1
+    np.testing.assert_array_equal(~encode_normals(decoded).any(axis=-1), invalid)
+    assert not encode_normals(n, valid=np.zeros((50, 40), bool)).any()
+
+    write_normals(tmp_path / "n.png", n)
+    with Image.open(tmp_path / "n.png") as im:
+        assert (im.format, im.mode, im.size) == ("PNG", "RGB", (40, 50))
+    np.testing.assert_array_equal(read_normals(tmp_path / "n.png"), decoded)
+    Image.fromarray(codes[..., 0]).save(tmp_path / "gray.png")
+    with pytest.raises(DataFormatError, match=r"gray\.png: normals image has mode 'L', expected 'RGB'"):
+        read_normals(tmp_path / "gray.png")
+    with pytest.raises(DataFormatError, match="missing file"):
+        read_normals(tmp_path / "absent.png")
+    with pytest.raises(ValueError, match="uint8"):
+        decode_normals(codes.astype(np.int32))
+    with pytest.raises(ValueError, match="3 channels"):
+        encode_normals(np.zeros((4, 4, 2)))
+
+
+# RGB, semseg and depth codes of a few samples as rendered before normals were added (SHA-256, first 16
+# hex digits of the uint8 arrays). Adding an output must not change the existing ones. These are
+# platform-sensitive in principle (float rounding of NumPy's SIMD paths): if one fails after a NumPy
+# upgrade or on another CPU, check whether the difference comes from the platform before re-recording.
+_REFERENCE = {
+    (0, "train", 0, 512, 256): ("03ac90a76f468af3", "3fc77f573c1dca7f", "fa1868686a79fdb7"),
+    (3, "val", 2, 256, 128): ("68b4cbe0d3c9d495", "c51c3c3dd113eeff", "963de82e1a24bce9"),
+    (7, "test", 5, 320, 160): ("551433162a729dd4", "00ce81f5d3a38da8", "f3c9b2413dfa066b"),
+    (1, "train", 11, 128, 64): ("d80d2b4c79e161a1", "bbcf2e2cd99c33ab", "2290ebde30b0ba86"),
+}
+
+
+@pytest.mark.parametrize("args", list(_REFERENCE))
+def test_rgb_semseg_and_depth_are_unchanged_by_the_normals(args):
+    s = render_sample(*args)
+    digests = tuple(
+        hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+        for a in (s.rgb, s.semseg, encode_depth(s.depth, "invalidate"))
+    )
+    assert digests == _REFERENCE[args]

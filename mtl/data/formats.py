@@ -107,3 +107,65 @@ def write_semseg(path: Path, ids: np.ndarray) -> None:
 
 def write_depth(path: Path, depth_m: np.ndarray, policy: DepthPolicy) -> None:
     Image.fromarray(encode_depth(depth_m, policy)).save(path)
+
+
+# --- surface normals (MiniScapes layout extension of the generated world) -------------------------
+#
+# normals/<i>.png, 8-bit RGB: the unit normal n in camera coordinates (x right, y down, z forward),
+# facing the camera, stored as round((n + 1)/2·255) per channel; (0, 0, 0) marks an invalid pixel.
+# A unit vector can never round to (0, 0, 0): that needs every component below −1 + 1/255, while
+# one of them is at least 1/√3 in magnitude. encode_normals still guards the code, so that the
+# valid/invalid mask survives the round trip exactly.
+
+
+def encode_normals(normals: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """H×W×3 normals (float, any non-zero length) → H×W×3 uint8 codes round((n/|n| + 1)/2·255).
+
+    NaN, infinite or zero vectors, and pixels outside ``valid`` (H×W bool, optional) become (0, 0, 0).
+    Arithmetic is float64, like the depth codes.
+    """
+    n = np.asarray(normals)
+    n = n.astype(np.float64)
+    if n.ndim < 1 or n.shape[-1] != 3:
+        raise ValueError(f"normals must have 3 channels in the last axis, got shape {n.shape}")
+    x, y, z = n[..., 0], n[..., 1], n[..., 2]
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        norm2 = x * x + y * y + z * z
+        ok = (norm2 > 0) & (norm2 < np.inf)  # NaN compares False
+        if valid is not None:
+            ok &= np.asarray(valid, dtype=bool)
+        scaled = n * (n.dtype.type(127.5) / np.sqrt(norm2))[..., None]  # (n/|n|)·127.5
+    scaled += 128.0  # + 127.5, + 0.5 for rounding: in [0.5, 255.5], so truncation is the rounding
+    scaled[~ok] = 0.0
+    np.clip(scaled, 0.0, 255.0, out=scaled)
+    codes = scaled.astype(np.uint8)
+    dead = ok & ((codes[..., 0] | codes[..., 1] | codes[..., 2]) == 0)  # unreachable for unit vectors
+    if dead.any():
+        codes[dead, np.argmax(n[dead], axis=-1)] = 1
+    return codes
+
+
+def decode_normals(codes: np.ndarray) -> np.ndarray:
+    """H×W×3 uint8 codes → float32 unit vectors ((c/255)·2 − 1, renormalised), NaN where (0, 0, 0)."""
+    c = np.asarray(codes)
+    if c.dtype != np.uint8:
+        raise ValueError(f"normal codes must be uint8, got {c.dtype}")
+    if c.ndim < 1 or c.shape[-1] != 3:
+        raise ValueError(f"normal codes must have 3 channels in the last axis, got shape {c.shape}")
+    n = c.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
+    n /= np.sqrt(np.sum(n * n, axis=-1))[..., None]  # never 0: no integer code decodes to 0 exactly
+    n[(c[..., 0] | c[..., 1] | c[..., 2]) == 0] = np.nan
+    return n
+
+
+def read_normals(path: Path) -> np.ndarray:
+    """H×W×3 float32 unit normals in camera coordinates, NaN where invalid, from a mode RGB PNG."""
+    image = _open(path)
+    if image.mode != "RGB":
+        raise DataFormatError(f"{path}: normals image has mode {image.mode!r}, expected 'RGB'")
+    return decode_normals(np.array(image, dtype=np.uint8))
+
+
+def write_normals(path: Path, normals: np.ndarray) -> None:
+    """RGB PNG of ``encode_normals(normals)`` (NaN or zero vectors → (0, 0, 0), invalid)."""
+    Image.fromarray(encode_normals(normals)).save(path)  # H×W×3 uint8 → mode RGB

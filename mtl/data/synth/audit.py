@@ -3,9 +3,11 @@
     .venv/bin/python -m mtl.data.synth.audit --root DATA [--split val] [--min-valid 0.8]
 
 Prints, per class, its share of the labelled pixels and the number of images that contain it, then
-the share of non-sky pixels with valid depth (in [4, 300] m) and the depth range. Exits 1 when a
-class never occurs or the valid share is below ``--min-valid``: the generator promises every class
-in every split of a few hundred images and valid depth on most of the scene.
+the share of non-sky pixels with valid depth (in [4, 300] m) and the depth range, and, where the split
+has a ``normals`` folder, whether the normals are valid on exactly the pixels with valid depth. Exits 1
+when a class never occurs, the valid share is below ``--min-valid`` or a normals mask differs from its
+depth mask: the generator promises every class in every split of a few hundred images, valid depth on
+most of the scene and a normal for every pixel with depth.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mtl.data.classes import CLASS_ID, CLASS_NAMES, NUM_CLASSES
+from mtl.data.formats import read_normals
 from mtl.data.miniscapes import MiniScapes
 
 
@@ -26,6 +29,9 @@ def audit(root: str | Path, split: str = "val") -> dict:
     images = np.zeros(NUM_CLASSES, dtype=np.int64)
     non_sky = valid = 0
     low, high = np.inf, -np.inf
+    normals = Path(root) / split / "normals"
+    has_normals = normals.is_dir()
+    normal_mismatch = 0  # pixels whose normal validity differs from their depth validity
     for i in range(len(data)):
         sample = data.read(i)
         ids, depth = sample["semseg"], sample["depth"]
@@ -39,12 +45,16 @@ def audit(root: str | Path, split: str = "val") -> dict:
         valid += int(ok.sum())
         if ok.any():
             low, high = min(low, float(depth[ok].min())), max(high, float(depth[ok].max()))
+        if has_normals:
+            valid_normal = ~np.isnan(read_normals(normals / f"{i}.png")[..., 0])
+            normal_mismatch += int((valid_normal != np.isfinite(depth)).sum())
     return {
         "images": len(data),
         "class_share": pixels / max(int(pixels.sum()), 1),
         "class_images": images,
         "valid_depth_share": valid / max(non_sky, 1),
         "depth_range": (low, high),
+        "normal_mismatch": normal_mismatch if has_normals else None,
     }
 
 
@@ -67,7 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAIL: classes that never occur: {', '.join(missing)}")
     if result["valid_depth_share"] < args.min_valid:
         print(f"FAIL: valid depth share below {args.min_valid:.2f}")
-    ok = not missing and result["valid_depth_share"] >= args.min_valid
+    mismatch = result["normal_mismatch"]
+    if mismatch is None:
+        print("normals: no normals folder")
+    else:
+        print(f"normals: valid exactly where depth is valid{'' if mismatch == 0 else f' except on {mismatch} pixels'}")
+        if mismatch:
+            print("FAIL: normals and depth disagree on which pixels are valid")
+    ok = not missing and result["valid_depth_share"] >= args.min_valid and not mismatch
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 

@@ -1,7 +1,9 @@
 """Write a whole generated dataset in the MiniScapes layout, in parallel.
 
-Layout: ``<out>/{train,val}/{rgb,semseg,depth}/<i>.{jpg,png,png}``, ``<out>/test/rgb/<i>.jpg`` and the
-test ground truth, kept apart for the grader, in ``<out>/test_gt/{semseg,depth}/<i>.png``.
+Layout: ``<out>/{train,val}/{rgb,semseg,depth,normals}/<i>.{jpg,png,png,png}``, ``<out>/test/rgb/<i>.jpg``
+and the test ground truth, kept apart for the grader, in ``<out>/test_gt/{semseg,depth,normals}/<i>.png``.
+Normals (8-bit RGB, camera frame, (0, 0, 0) = invalid exactly where the depth PNG is 0) extend the
+MiniScapes layout; see ``mtl.data.formats.encode_normals``.
 ``<out>/synth.json``, written last, records the arguments so that any sample can be regenerated alone.
 """
 
@@ -16,7 +18,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from mtl.data.formats import write_depth, write_rgb, write_semseg
+from mtl.data.formats import write_depth, write_normals, write_rgb, write_semseg
 from mtl.data.synth.sample import check_size, render_sample
 
 GT_SPLIT = {"train": "train", "val": "val", "test": "test_gt"}  # where each split's ground truth goes
@@ -41,6 +43,7 @@ def _write_sample(job: tuple[str, int, str, int, int, int]) -> None:
     gt = out / GT_SPLIT[split]
     _atomic(lambda p: write_semseg(p, sample.semseg), gt / "semseg" / f"{index}.png")
     _atomic(lambda p: write_depth(p, sample.depth, "invalidate"), gt / "depth" / f"{index}.png")
+    _atomic(lambda p: write_normals(p, sample.normals), gt / "normals" / f"{index}.png")
 
 
 def _init_worker() -> None:
@@ -80,7 +83,8 @@ def generate_dataset(
 
     for split, count in counts.items():
         if count:
-            for folder, modality in ((split, "rgb"), (GT_SPLIT[split], "semseg"), (GT_SPLIT[split], "depth")):
+            gt = GT_SPLIT[split]
+            for folder, modality in ((split, "rgb"), (gt, "semseg"), (gt, "depth"), (gt, "normals")):
                 (root / folder / modality).mkdir(parents=True, exist_ok=True)
     jobs = [(str(root), seed, split, i, width, height) for split, count in counts.items() for i in range(count)]
     with tqdm(total=len(jobs), desc="synth", unit="img") as bar:

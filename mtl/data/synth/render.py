@@ -331,8 +331,34 @@ def draw_bonnet(rgb: np.ndarray, label: np.ndarray, depth: np.ndarray, bonnet: B
     depth[rows, cols] = np.nan
 
 
-def render(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rgb uint8 H×W×3, trainIds uint8 H×W, depth float32 H×W metres with NaN where invalid)."""
+def camera_normals(frame: Frame, valid: np.ndarray) -> np.ndarray:
+    """H×W×3 float32 unit geometric normals of the winning hits in camera coordinates (x right,
+    y down, z forward), turned to face the camera (n · ray ≤ 0), NaN outside ``valid``.
+
+    ``frame.normal`` is the analytic normal of the primitive hit (ground plane, box face, ellipsoid,
+    cylinder wall or cap) in world coordinates, the one shading uses; materials only change albedo,
+    so it is the geometric normal. The camera rotation's columns are the camera axes in the world,
+    so the camera components are the dot products with them (written out: no BLAS).
+    """
+    n, r = frame.normal, frame.camera.rotation.astype(np.float32)
+    out = np.empty_like(n)
+    for k in range(3):
+        out[..., k] = n[..., 0] * r[0, k] + n[..., 1] * r[1, k] + n[..., 2] * r[2, k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # the camera-frame ray of pixel (u, v) is (u, v, 1): flip normals seen from behind (a camera
+        # inside a crown or a hit on a far wall), then renormalise the cylinders' near-unit normals
+        u = (np.arange(frame.camera.width, dtype=np.float32) + 0.5 - frame.camera.width / 2) / np.float32(frame.camera.focal)
+        v = (np.arange(frame.camera.height, dtype=np.float32) + 0.5 - frame.camera.height / 2) / np.float32(frame.camera.focal)
+        facing = out[..., 0] * u[None, :] + out[..., 1] * v[:, None] + out[..., 2]
+        scale = np.where(facing > 0, np.float32(-1.0), np.float32(1.0)) / np.sqrt(dot3(out, out))
+        out *= scale[..., None]
+    out[~valid] = np.nan
+    return out
+
+
+def render(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(rgb uint8 H×W×3, trainIds uint8 H×W, depth float32 H×W metres with NaN where invalid,
+    normals float32 H×W×3 unit camera-frame normals with NaN exactly where the depth is NaN)."""
     frame = Frame(scene.camera)
     frame.draw_parts(scene.parts)
     frame.resolve(scene.parts, scene.ground)
@@ -343,4 +369,4 @@ def render(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     depth[~((depth >= ZMIN) & (depth <= ZMAX))] = np.nan  # sky (inf), too near, too far
     if scene.bonnet is not None:
         draw_bonnet(rgb, label, depth, scene.bonnet, scene.light)
-    return rgb, label, depth
+    return rgb, label, depth, camera_normals(frame, np.isfinite(depth))

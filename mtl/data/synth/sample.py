@@ -19,6 +19,7 @@ class Sample:
     rgb: np.ndarray  # H×W×3 uint8
     semseg: np.ndarray  # H×W uint8 trainIds, 255 only on the ego car's bonnet
     depth: np.ndarray  # H×W float32 metres along the optical axis, NaN where invalid (sky, < 4 m, > 300 m)
+    normals: np.ndarray  # H×W×3 float32 unit normals, camera frame (x right, y down, z forward), NaN where depth is
 
 
 def check_size(width: int, height: int) -> None:
@@ -43,5 +44,5 @@ def render_sample(seed: int, split: str, index: int, width: int = 512, height: i
         raise ValueError(f"sample index must be >= 0, got {index}")
     check_size(width, height)
     rng = np.random.default_rng(np.random.SeedSequence([seed, SPLIT_IDS[split], index]))
-    rgb, semseg, depth = render(build_scene(rng, width, height))
-    return Sample(rgb, semseg, depth)
+    rgb, semseg, depth, normals = render(build_scene(rng, width, height))
+    return Sample(rgb, semseg, depth, normals)

@@ -1,9 +1,13 @@
-"""Contact sheet of generated samples: one row per sample with RGB, coloured semseg and coloured depth.
+"""Contact sheet of generated samples: one row per sample with RGB, coloured semseg, coloured depth and
+surface normals.
 
     .venv/bin/python -m mtl.data.synth.sheet --out sheet.png [--seed 0 --split val --indices 0,1,2,3]
 
 Depth is shown as inverse depth (near = bright) through matplotlib's magma map; invalid depth (sky,
-bonnet, beyond 300 m) is black, like the ignore label in the semseg column.
+bonnet, beyond 300 m) is black, like the ignore label in the semseg column. Normals are shown as
+their PNG codes, (n + 1)/2 in camera coordinates (x right, y down, z forward): the road is purple
+(up, −y), facades on the left pink (+x), on the right teal (−x), surfaces facing the camera olive
+(−z); black where invalid.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from PIL import Image
 
 from mtl.cli.args import int_list
 from mtl.data.classes import colorize
-from mtl.data.formats import ZMIN
+from mtl.data.formats import ZMIN, encode_normals
 from mtl.data.synth.sample import render_sample
 
 
@@ -32,7 +36,7 @@ def contact_sheet(seed: int, split: str, indices: list[int], width: int, height:
     rows = []
     for index in indices:
         s = render_sample(seed, split, index, width, height)
-        rows.append(np.concatenate([s.rgb, colorize(s.semseg), depth_picture(s.depth)], axis=1))
+        rows.append(np.concatenate([s.rgb, colorize(s.semseg), depth_picture(s.depth), encode_normals(s.normals)], axis=1))
     return np.concatenate(rows, axis=0)
 
 
