@@ -64,6 +64,13 @@ def make_tiny_dataset(
     return root
 
 
+def val_split(root: str | Path, predictor, split: str = "val"):
+    """A split of a MiniScapes-layout dataset with the ground truth of the predictor's tasks."""
+    from mtl.datasets import DATASETS, SplitDataset
+
+    return SplitDataset(DATASETS["miniscapes"](root), split, predictor.tasks)
+
+
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     """A fresh tiny dataset (4 train, 2 val, 2 test + test_gt) at 64×32."""

@@ -8,7 +8,7 @@ import pytest
 from conftest import make_tiny_dataset
 
 from mtl.engine import schedule
-from mtl.engine.config import experiment_items, parse_config
+from mtl.config import experiment_items, parse_config
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ from conftest import make_tiny_dataset
 
 from mtl.cli.main import main
 from mtl.data.classes import CLASS_NAMES
-from mtl.engine.checkpoint import load_module
-from mtl.engine.config import parse_config, plain_values
-from mtl.engine.module import MultiTaskModule, final
+from mtl.config import parse_config, plain_values
 from mtl.inference.export import ExportModel, check_onnx
+from mtl.inference.predictor import Predictor, load_predictor
+from mtl.tasks import final
 
 HEIGHT, WIDTH = 48, 64
 
@@ -32,7 +32,7 @@ def calibrated_checkpoint(root: Path, path: Path, flags: list[str]) -> Path:
     """
     cfg = parse_config(["--dataset_root", str(root), "--model_encoder_name", "resnet18", *flags])
     torch.manual_seed(0)
-    module = MultiTaskModule(plain_values(cfg), 27.0727, 29.1264)
+    module = Predictor.from_flags(cfg, {"depth": {"mean": 27.0727, "std": 29.1264}})
     for layer in module.modules():
         if isinstance(layer, torch.nn.BatchNorm2d):
             layer.reset_running_stats()
@@ -41,7 +41,7 @@ def calibrated_checkpoint(root: Path, path: Path, flags: list[str]) -> Path:
     with torch.no_grad():
         for _ in range(2):
             module(torch.rand(2, 3, HEIGHT, WIDTH) * 255)
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    torch.save(module.checkpoint(plain_values(cfg)), path)
     return path
 
 
@@ -61,7 +61,7 @@ def exported(request: pytest.FixtureRequest, dataset: Path) -> dict:
     with contextlib.redirect_stdout(printed):
         flags = ["--out", str(path), "--height", str(HEIGHT), "--width", str(WIDTH)]
         code = main(["export", "--checkpoint", str(ckpt), *flags])
-    module = load_module(ckpt)
+    module = load_predictor(ckpt)
     return {"name": name, "module": module, "onnx": path, "code": code, "printed": printed.getvalue()}
 
 
@@ -76,7 +76,7 @@ def test_onnx_runtime_matches_pytorch_at_two_sizes(exported: dict) -> None:
         with torch.no_grad():
             outputs = module(rgb)  # the module's own normalisation, not the export wrapper's
             logits = final(outputs["semseg"]).numpy()
-            depth = module.depth_unit.decode(final(outputs["depth"])).numpy()
+            depth = module.tasks["depth"].unit.decode(final(outputs["depth"])).numpy()
         assert logits_onnx.shape == (shape[0], 19, *shape[2:]) and depth_onnx.shape == (shape[0], 1, *shape[2:])
         # The outputs really depend on the input (a near-constant model would make this test weak).
         assert depth.std() > 0.05 and len(np.unique(logits.argmax(1))) > 1
@@ -114,7 +114,7 @@ def test_graph_has_dynamic_axes_final_outputs_and_metadata(exported: dict) -> No
 
 
 def test_check_reports_a_graph_that_differs_from_pytorch(exported: dict) -> None:
-    wrapper = ExportModel.from_module(exported["module"])
+    wrapper = ExportModel(exported["module"]).eval()
     assert all(row["ok"] for row in check_onnx(exported["onnx"], wrapper, [(1, 40, 56)]))
     first_conv = next(wrapper.model.parameters())
     original = first_conv.detach().clone()

@@ -9,23 +9,27 @@ import pytest
 import torch
 
 from mtl.data.formats import ZMAX, ZMIN
-from mtl.losses import (
-    DEPTH_LOSSES,
-    DEPTH_UNITS,
-    TaskLoss,
-    build_weighting,
-    get_depth_loss,
-    make_depth_unit,
-    semseg_loss,
-    silog_loss,
-)
+from mtl.datasets import DATASETS
+from mtl.losses import DEPTH_LOSSES, get_depth_loss, semseg_loss, silog_loss
+from mtl.tasks import TASKS
+from mtl.tasks.depth import DEPTH_UNITS, LOSSES, make_depth_unit
+from mtl.weighting import WEIGHTINGS
 
 MEAN, STD = 27.0727, 29.1264
 NAN = float("nan")
+INFO = DATASETS["miniscapes"].info
 
 
 def unit(name: str):
-    return make_depth_unit(name, MEAN, STD)
+    return make_depth_unit(name, MEAN, STD, (ZMIN, ZMAX))
+
+
+def build_weighting(name, tasks, weights):
+    return WEIGHTINGS[name](tasks, weights)
+
+
+def test_depth_task_offers_every_depth_loss():
+    assert set(LOSSES) == set(DEPTH_LOSSES)
 
 
 # --- depth units ------------------------------------------------------------------------------------
@@ -75,9 +79,9 @@ def test_decode_is_clamped_and_finite(name):
 
 def test_unknown_unit_and_bad_statistics():
     with pytest.raises(ValueError, match="unknown depth unit 'disparity'"):
-        make_depth_unit("disparity", MEAN, STD)
+        make_depth_unit("disparity", MEAN, STD, (ZMIN, ZMAX))
     with pytest.raises(ValueError, match="std must be a positive"):
-        make_depth_unit("normalized", MEAN, 0.0)
+        make_depth_unit("normalized", MEAN, 0.0, (ZMIN, ZMAX))
 
 
 # --- depth losses -------------------------------------------------------------------------------------
@@ -249,24 +253,23 @@ def test_task_loss_list_is_mean_of_elements():
     depth_m[0, 0] = NAN
     u = unit("normalized")
     outputs = [torch.randn(2, 1, 4, 4, generator=gen) for _ in range(2)]
-    loss, parts = TaskLoss("depth", "l1", u)(outputs, depth_m)
+    depth = TASKS["depth"](INFO, unit="normalized", loss="l1", stats=(MEAN, STD))
+    loss = depth.loss(outputs, depth_m)
     target = (depth_m - MEAN) / STD
     expected = [DEPTH_LOSSES["l1"](o, target, torch.isfinite(target), u) for o in outputs]
-    assert [p.item() for p in parts] == pytest.approx([e.item() for e in expected])
     assert loss.item() == pytest.approx((expected[0].item() + expected[1].item()) / 2)
-    single, single_parts = TaskLoss("depth", "l1", u)(outputs[1], depth_m)
-    assert single.item() == pytest.approx(expected[1].item()) and len(single_parts) == 1
+    single = depth.loss(outputs[1], depth_m)
+    assert single.item() == pytest.approx(expected[1].item())
 
 
 def test_task_loss_semseg_and_size_check():
     logits = torch.randn(1, 19, 4, 4)
     labels = torch.randint(0, 19, (1, 4, 4))
-    loss, _ = TaskLoss("semseg")(logits, labels)
+    semseg = TASKS["semseg"](INFO)
+    loss = semseg.loss(logits, labels)
     assert loss.item() == pytest.approx(semseg_loss(logits, labels).item())
     with pytest.raises(ValueError, match="upsample predictions"):
-        TaskLoss("semseg")(torch.randn(1, 19, 2, 2), labels)
-    with pytest.raises(ValueError, match="needs a depth unit"):
-        TaskLoss("depth", "l2")
+        semseg.loss(torch.randn(1, 19, 2, 2), labels)
 
 
 # --- weighting ----------------------------------------------------------------------------------------------
@@ -275,17 +278,17 @@ def test_task_loss_semseg_and_size_check():
 def test_fixed_weighting():
     losses = {"semseg": torch.tensor(2.0), "depth": torch.tensor(0.6)}
     w = build_weighting("fixed", ["semseg", "depth"], {"semseg": 0.5, "depth": 0.5})
-    assert w(losses).item() == pytest.approx(0.5 * 2.0 + 0.5 * 0.6)
+    assert w.loss(losses).item() == pytest.approx(0.5 * 2.0 + 0.5 * 0.6)
     assert {t: float(v) for t, v in w.weights.items()} == {"semseg": 0.5, "depth": 0.5}
     uneven = build_weighting("fixed", ["semseg", "depth"], {"semseg": 0.55, "depth": 0.45})
-    assert uneven(losses).item() == pytest.approx(0.55 * 2.0 + 0.45 * 0.6)
+    assert uneven.loss(losses).item() == pytest.approx(0.55 * 2.0 + 0.45 * 0.6)
 
 
 def test_fixed_weighting_single_task():
     w = build_weighting("fixed", ["depth"], {"semseg": 0.5, "depth": 0.5})
-    assert w({"depth": torch.tensor(0.8)}).item() == pytest.approx(0.4)
+    assert w.loss({"depth": torch.tensor(0.8)}).item() == pytest.approx(0.4)
     with pytest.raises(ValueError, match=r"expected losses for tasks \['depth'\]"):
-        w({"depth": torch.tensor(0.8), "semseg": torch.tensor(1.0)})
+        w.loss({"depth": torch.tensor(0.8), "semseg": torch.tensor(1.0)})
 
 
 def test_weighting_errors_name_the_flag():
@@ -293,8 +296,8 @@ def test_weighting_errors_name_the_flag():
         build_weighting("fixed", ["semseg", "depth"], {"semseg": 0.5})
     with pytest.raises(ValueError, match="--loss_weight_semseg must be > 0"):
         build_weighting("uncertainty", ["semseg"], {"semseg": 0.0})
-    with pytest.raises(ValueError, match="unknown loss weighting 'dwa'"):
-        build_weighting("dwa", ["semseg"], {"semseg": 0.5})
+    with pytest.raises(ValueError, match="unknown loss weighting 'no_such_method'"):
+        build_weighting("no_such_method", ["semseg"], {"semseg": 0.5})
 
 
 def test_uncertainty_weighting_formula_and_training():
@@ -303,15 +306,15 @@ def test_uncertainty_weighting_formula_and_training():
     s_depth = math.log(2.0)  # ½·exp(−s) = 0.25
     losses = {"semseg": torch.tensor(3.0), "depth": torch.tensor(0.5)}
     expected = 0.5 * 3.0 + 0.0 + 0.5 * math.exp(-s_depth) * 0.5 + 0.5 * s_depth
-    assert w(losses).item() == pytest.approx(expected)
+    assert w.loss(losses).item() == pytest.approx(expected)
 
     # The minimum of ½·exp(−s)·L + ½·s lies at s = log L: gradient descent must get there.
-    optimizer = torch.optim.SGD(w.parameters(), lr=0.5)
+    optimizer = torch.optim.SGD(w.parameters().values(), lr=0.5)
     for _ in range(300):
         optimizer.zero_grad()
-        w(losses).backward()
+        w.backward(losses, [], lambda total: total.backward())
         optimizer.step()
     assert w.log_vars["semseg"].item() == pytest.approx(math.log(3.0), abs=1e-3)
     assert w.log_vars["depth"].item() == pytest.approx(math.log(0.5), abs=1e-3)
     assert float(w.weights["semseg"]) == pytest.approx(0.5 / 3.0, rel=1e-2)
-    assert set(w.state_dict()) == {"log_vars.semseg", "log_vars.depth"}
+    assert set(w.parameters()) == {"semseg", "depth"}

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from mtl.models import MODELS, add_model_arguments, build_model, register_model
-from test_models_helpers import BOTH, make_cfg, num_params
+from mtl.models import MODELS, add_model_arguments, register_model
+from test_models_helpers import BOTH, build, make_cfg, num_params
 
 # Narrow decoders keep the shape and gradient tests quick; the structure is the same at any width.
 SMALL = ("--model_encoder_name", "resnet18", "--aspp_channels", "32", "--decoder_channels", "32", "--skip_channels", "8")
@@ -21,7 +21,7 @@ RESNET34_ENCODER = 21_797_672 - 513_000
 def meta_model(*flags: str, outputs_desc=BOTH) -> nn.Module:
     """Build on the meta device: exact parameter shapes without allocating or initialising them."""
     with torch.device("meta"):
-        return build_model(make_cfg(*flags), outputs_desc)
+        return build(make_cfg(*flags), outputs_desc)
 
 
 @pytest.mark.parametrize(
@@ -86,7 +86,7 @@ def test_variants_change_the_parameter_count_as_designed():
     ],
 )
 def test_encoder_pyramid_scales_and_channels(dilations, channels):
-    model = build_model(make_cfg("--model_encoder_name", "resnet18", "--dilations", dilations), BOTH).eval()
+    model = build(make_cfg("--model_encoder_name", "resnet18", "--dilations", dilations), BOTH).eval()
     with torch.no_grad():
         features = model.encoder(torch.randn(1, 3, 64, 64))
     assert {scale: f.shape[1] for scale, f in features.items()} == channels
@@ -97,7 +97,7 @@ def test_encoder_pyramid_scales_and_channels(dilations, channels):
 
 def test_resnet34_pyramid_matches_spec():
     with torch.device("meta"):
-        encoder = build_model(make_cfg("--dilations", "F,F,T"), BOTH).encoder
+        encoder = build(make_cfg("--dilations", "F,F,T"), BOTH).encoder
     assert encoder.channels == {1: 3, 2: 64, 4: 64, 8: 128, 16: 512}
     assert encoder.bottleneck_scale == 16
 
@@ -115,9 +115,9 @@ def _randomise_batchnorm(module: nn.Module, seed: int = 0) -> None:
 @pytest.mark.parametrize(("dilations", "step"), [("F,F,T", 2), ("F,T,T", 4)])
 def test_dilated_encoder_computes_the_strided_one_densely(dilations, step):
     """Atrous equivalence: same weights, the dilated bottleneck subsampled equals the strided one."""
-    strided = build_model(make_cfg("--model_encoder_name", "resnet18"), BOTH).encoder
+    strided = build(make_cfg("--model_encoder_name", "resnet18"), BOTH).encoder
     _randomise_batchnorm(strided)
-    dilated = build_model(make_cfg("--model_encoder_name", "resnet18", "--dilations", dilations), BOTH).encoder
+    dilated = build(make_cfg("--model_encoder_name", "resnet18", "--dilations", dilations), BOTH).encoder
     dilated.load_state_dict(strided.state_dict())
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -130,7 +130,7 @@ def test_dilated_encoder_computes_the_strided_one_densely(dilations, step):
 @pytest.mark.parametrize("name", ["deeplabv3p", "branched", "distillation"])
 @pytest.mark.parametrize("outputs_desc", [BOTH, {"depth": 1}, {"semseg": 19}], ids=["both", "depth", "semseg"])
 def test_outputs_have_the_input_size(name, outputs_desc):
-    model = build_model(make_cfg("--model_name", name, *SMALL), outputs_desc).eval()
+    model = build(make_cfg("--model_name", name, *SMALL), outputs_desc).eval()
     for height, width in ((64, 64), (50, 70)):
         with torch.no_grad():
             out = model(torch.randn(1, 3, height, width))
@@ -154,7 +154,7 @@ def test_outputs_have_the_input_size(name, outputs_desc):
 def test_gradients_reach_every_parameter(flags):
     """No unused parameters (DDP would need find_unused_parameters), and the output size is the input's."""
     torch.manual_seed(0)
-    model = build_model(make_cfg(*SMALL, *flags), BOTH).train()
+    model = build(make_cfg(*SMALL, *flags), BOTH).train()
     out = model(torch.randn(2, 3, 34, 42))  # 2 images: the image-pooling BatchNorm needs > 1 value
     loss = sum(p.float().square().mean() for v in out.values() for p in (v if isinstance(v, list) else [v]))
     loss.backward()
@@ -167,7 +167,7 @@ def test_gradients_reach_every_parameter(flags):
 
 
 def test_compiles_as_one_graph_with_channels_last_and_bf16():
-    model = build_model(make_cfg(*SMALL, "--depth_head", "adabins", "--adabins_bins", "16", "--se", "--extra_skips", "2"), BOTH).eval()
+    model = build(make_cfg(*SMALL, "--depth_head", "adabins", "--adabins_bins", "16", "--se", "--extra_skips", "2"), BOTH).eval()
     model = model.to(memory_format=torch.channels_last)
     x = torch.randn(1, 3, 64, 64).to(memory_format=torch.channels_last)
     compiled = torch.compile(model, fullgraph=True, backend="eager")  # fails on graph breaks (.item(), data-dependent ifs)
@@ -183,15 +183,15 @@ def test_build_model_rejects_unknown_names_listing_the_known_ones():
     cfg = make_cfg()
     cfg.model_name = "unet"
     with pytest.raises(ValueError, match=r"unknown model 'unet'; known: .*branched, deeplabv3p, distillation"):
-        build_model(cfg, BOTH)
+        build(cfg, BOTH)
 
 
 def test_register_model_adds_a_buildable_model():
     @register_model("tiny_test_model")
     class Tiny(nn.Module):
-        def __init__(self, cfg, outputs_desc):
+        def __init__(self, outputs, options):
             super().__init__()
-            self.conv = nn.Conv2d(3, sum(outputs_desc.values()), 1)
+            self.conv = nn.Conv2d(3, sum(out.channels for out in outputs.values()), 1)
 
         def forward(self, x):
             return {"depth": self.conv(x)}
@@ -199,11 +199,11 @@ def test_register_model_adds_a_buildable_model():
     try:
         cfg = make_cfg()
         cfg.model_name = "tiny_test_model"
-        assert isinstance(build_model(cfg, {"depth": 1}), Tiny)
+        assert isinstance(build(cfg, {"depth": 1}), Tiny)
         with pytest.raises(ValueError, match="registered twice"):
             register_model("tiny_test_model")(Tiny)
     finally:
-        del MODELS["tiny_test_model"]
+        MODELS.unregister("tiny_test_model")
 
 
 def test_flag_defaults():

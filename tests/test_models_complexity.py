@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from mtl.cli.main import main
-from mtl.models import build_model
-from test_models_helpers import BOTH, make_cfg, num_params
+from test_models_helpers import BOTH, build, make_cfg, num_params
 
 
 def conv_macs_by_hooks(model: nn.Module, height: int, width: int) -> int:
@@ -40,7 +39,7 @@ def test_json_counts_match_independent_counts(capsys):
     assert [r["model_name"] for r in results] == ["deeplabv3p", "distillation"]
     for result in results:
         cfg = make_cfg("--model_name", result["model_name"], "--model_encoder_name", "resnet18", "--dilations", "F,F,T")
-        model = build_model(cfg, BOTH)
+        model = build(cfg, BOTH)
         assert result["params"] == num_params(model)
         # Only convolutions carry MACs in these models (SA's product and resizes are not counted).
         assert abs(result["gmac"] * 1e9 - conv_macs_by_hooks(model, 64, 96)) < 1

@@ -6,14 +6,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtl.models import build_model
 from mtl.models.adabins import AdaBinsHead
 from mtl.models.aspp import ASPP
 from mtl.models.attention import SelfAttention
 from mtl.models.decoder import DeepLabV3PlusDecoder
 from mtl.models.heads import PredictionHead
 from mtl.models.vortex import VortexPooling
-from test_models_helpers import BOTH, make_cfg
+from test_models_helpers import BOTH, build, make_cfg
+
+from mtl.models import TaskOutput
 
 
 def _conv_bn_relu(x, seq, dilation=1, padding=0):
@@ -76,7 +77,7 @@ def test_learned_scale_starts_closed_but_learns():
 
 
 def test_prediction_head_splits_in_outputs_desc_order():
-    head = PredictionHead(8, {"depth": 1, "semseg": 3}, kernel_size=3)
+    head = PredictionHead(8, {"depth": TaskOutput(1), "semseg": TaskOutput(3)}, kernel_size=3)
     x = torch.randn(1, 8, 5, 5)
     out = head(x)
     full = F.conv2d(x, head.conv.weight, head.conv.bias, padding=1)
@@ -105,22 +106,21 @@ def test_adabins_depth_is_a_convex_combination_of_ordered_centres():
     assert depth.min() >= 2.0 and depth.max() <= 5.0
 
 
-def test_adabins_range_comes_from_the_engine_cfg():
-    cfg = make_cfg("--model_encoder_name", "resnet18", "--depth_head", "adabins", "--adabins_bins", "4", "--adabins_layers", "1")
-    assert build_model(cfg, {"depth": 1}).decoder.head.special["depth"].hi == 10.0  # default (-1, 10)
-    cfg.depth_target_range = (0.5, 3.0)
-    model = build_model(cfg, BOTH).eval()
+def test_adabins_range_is_the_depth_units_range():
+    flags = ["--model_encoder_name", "resnet18", "--depth_head", "adabins", "--adabins_bins", "4", "--adabins_layers", "1"]
+    cfg = make_cfg(*flags, "--depth_unit", "inverse")  # zmin/z: (4/300, 1] on MiniScapes
+    model = build(cfg, BOTH).eval()
     adabins = model.decoder.head.special["depth"]
-    assert (adabins.lo, adabins.hi) == (0.5, 3.0)
+    assert (adabins.lo, adabins.hi) == pytest.approx((4 / 300, 1.0))
     assert model.decoder.head.conv.out_channels == 19  # depth comes from the bins, not the conv
     with torch.no_grad():
         depth = model(torch.randn(1, 3, 64, 64))["depth"]
-    assert depth.min() >= 0.5 and depth.max() <= 3.0
+    assert depth.min() >= 4 / 300 - 1e-6 and depth.max() <= 1.0 + 1e-6
 
 
 def test_extra_skips_refine_up_to_scale_2():
     encoder_channels = {2: 10, 4: 12, 8: 14}
-    head = PredictionHead(16, {"depth": 1}, kernel_size=3)
+    head = PredictionHead(16, {"depth": TaskOutput(1)}, kernel_size=3)
     decoder = DeepLabV3PlusDecoder(20, encoder_channels, head, channels=16, skip_channels=6, num_blocks=1, extra_skips=(8, 2))
     assert decoder.scales == [8, 4, 2]
     features = {2: torch.randn(1, 10, 32, 32), 4: torch.randn(1, 12, 16, 16), 8: torch.randn(1, 14, 8, 8)}
@@ -131,7 +131,7 @@ def test_extra_skips_refine_up_to_scale_2():
 
 def test_distillation_final_stage_uses_the_other_tasks_features():
     torch.manual_seed(0)
-    model = build_model(make_cfg("--model_name", "distillation", "--model_encoder_name", "resnet18"), BOTH).eval()
+    model = build(make_cfg("--model_name", "distillation", "--model_encoder_name", "resnet18"), BOTH).eval()
     assert sorted(model.attention) == ["depth_to_semseg", "semseg_to_depth"]
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -141,5 +141,5 @@ def test_distillation_final_stage_uses_the_other_tasks_features():
     torch.testing.assert_close(after["semseg"][0], before["semseg"][0])  # initial predictions unaffected
     assert not torch.allclose(after["semseg"][1], before["semseg"][1])
     torch.testing.assert_close(after["depth"][1], before["depth"][1])
-    single = build_model(make_cfg("--model_name", "distillation", "--model_encoder_name", "resnet18"), {"depth": 1})
+    single = build(make_cfg("--model_name", "distillation", "--model_encoder_name", "resnet18"), {"depth": 1})
     assert len(single.attention) == 0

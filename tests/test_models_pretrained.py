@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtl.models import build_model
-from test_models_helpers import make_cfg
+from test_models_helpers import build, make_cfg
 
 
 def torchvision_resnet34_shapes() -> dict[str, tuple[int, ...]]:
@@ -46,7 +45,7 @@ def random_state(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str,
 
 
 def build_encoder(*flags: str):
-    return build_model(make_cfg("--short_circuit", *flags), {"depth": 1}).encoder
+    return build(make_cfg("--short_circuit", *flags), {"depth": 1}).encoder
 
 
 def test_reference_key_list_is_plausible():

@@ -9,17 +9,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import FAST_TRAIN_FLAGS, make_tiny_dataset
+from conftest import FAST_TRAIN_FLAGS, make_tiny_dataset, val_split
 from PIL import Image
 
 from mtl.cli.main import main
 from mtl.data.classes import CLASS_COLORS, palette
 from mtl.data.formats import encode_depth, read_semseg, write_semseg
-from mtl.data.miniscapes import MiniScapes
-from mtl.engine.checkpoint import load_module
-from mtl.engine.evaluate import evaluate_split
-from mtl.engine.visualize import depth_picture
-from mtl.inference import TestTimeAugmentation, load_image
+from mtl.datasets import DATASETS
+from mtl.inference.evaluate import evaluate_split
+from mtl.inference.images import load_image
+from mtl.inference.predictor import load_predictor
+from mtl.inference.tta import TestTimeAugmentation
+from mtl.tasks import TASKS
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +48,7 @@ def checkpoint(dataset: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def module(checkpoint: Path) -> torch.nn.Module:
-    return load_module(checkpoint)
+    return load_predictor(checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +117,8 @@ def check_outputs(
     np.testing.assert_array_equal(np.asarray(depth), encode_depth(metres, "clamp"))
 
     color = np.asarray(Image.open(out / f"{stem}_depth_color.png"))
-    np.testing.assert_array_equal(color, depth_picture(metres))
+    depth_task = TASKS["depth"](DATASETS["miniscapes"].info)
+    np.testing.assert_array_equal(color, depth_task.picture(torch.from_numpy(metres)))
 
     overview = np.asarray(Image.open(out / f"{stem}_overview.png"))
     assert overview.shape == (height, 3 * width, 3)
@@ -145,7 +147,7 @@ def test_tta_averages_probabilities_and_metres_over_flips_and_scales(module: tor
                 x = F.interpolate(rgb.float(), size=view_size, mode="bilinear", align_corners=False)
                 x = x.flip(3) if flip else x
                 out = module(x)
-                logits, depth = out["semseg"], module.depth_unit.decode(out["depth"])
+                logits, depth = out["semseg"], module.tasks["depth"].unit.decode(out["depth"])
                 logits, depth = (logits.flip(3), depth.flip(3)) if flip else (logits, depth)
                 logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
                 depth = F.interpolate(depth, size=size, mode="bilinear", align_corners=False)
@@ -182,7 +184,7 @@ def test_split_mode_writes_dataset_files_and_prints_metrics(
     printed = json.loads(capsys.readouterr().out)
     assert list(printed)[:4] == ["grader", "miou", "si_log_rmse", "total"]
     assert json.loads((out / "metrics.json").read_text()) == printed
-    val = MiniScapes(dataset, "val")
+    val = val_split(dataset, module)
     reference = evaluate_split(module, val, batch_size=2)  # the CLI's batches
     for key in ("grader", "miou", "si_log_rmse", "total"):
         assert printed[key] == pytest.approx(reference[key], abs=1e-9), key

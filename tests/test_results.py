@@ -17,7 +17,8 @@ from conftest import FAST_TRAIN_FLAGS, make_tiny_dataset
 
 from mtl.cli.main import main
 from mtl.data.formats import write_depth
-from mtl.engine.checkpoint import load_module, read_checkpoint
+from mtl.inference.checkpoint import read_checkpoint
+from mtl.inference.predictor import load_predictor
 from mtl.reporting.runs import Run, load_run, load_runs, split_metrics
 from mtl.reporting.table import results_table
 
@@ -114,7 +115,7 @@ def test_csv_lists_each_run_with_its_best_epoch(runs_dir: Path, capsys: pytest.C
 
 def test_parameter_count_matches_the_built_model(loaded: list[Run], runs_dir: Path) -> None:
     rows = {r["name"]: r for r in table(loaded)}
-    model = load_module(runs_dir / "lr0.01" / "checkpoints" / "best.ckpt").model
+    model = load_predictor(runs_dir / "lr0.01" / "checkpoints" / "best.ckpt").model
     expected = sum(p.numel() for p in model.parameters())
     assert sum(b.numel() for b in model.buffers()) > 0  # BN statistics exist and must not be counted
     assert int(rows["lr0.01"]["params"]) == expected

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST_TRAIN_FLAGS, make_tiny_dataset
+from conftest import FAST_TRAIN_FLAGS, make_tiny_dataset, val_split
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mtl.cli.main import main
-from mtl.data.miniscapes import MiniScapes
-from mtl.engine.checkpoint import load_module
-from mtl.engine.evaluate import evaluate_split
+from mtl.datasets import DATASETS
+from mtl.inference.evaluate import evaluate_split
+from mtl.inference.predict import predict_dataset_split
+from mtl.inference.predictor import load_predictor
 
 pytestmark = pytest.mark.slow
 
@@ -91,8 +92,8 @@ def test_two_epochs_write_a_complete_run_directory(dataset: Path, tmp_path: Path
 
     # checkpoints load without unpickling code, and the best one reproduces its logged validation score
     best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
-    module = load_module(run / "checkpoints" / "best.ckpt")
-    scores = evaluate_split(module, MiniScapes(dataset, "val"), batch_size=2)
+    module = load_predictor(run / "checkpoints" / "best.ckpt")
+    scores = evaluate_split(module, val_split(dataset, module), batch_size=2)
     best_row = max(val_rows, key=lambda r: float(r["metrics_summary/grader"]))
     assert scores["miou"] == pytest.approx(float(best_row["metrics_summary/semseg"]), abs=1e-4)
     assert scores["si_log_rmse"] == pytest.approx(float(best_row["metrics_summary/depth"]), abs=1e-4)
@@ -124,22 +125,23 @@ def test_resume_rules_refusals_and_longer_training(dataset: Path, tmp_path: Path
     assert "may only grow" in capsys.readouterr().err
 
 
-def test_sigkill_then_resume_matches_uninterrupted_run(dataset: Path, tmp_path: Path) -> None:
-    flags = ["--dataset_root", str(dataset), "--num_epochs", "3", "--checkpoint_every_n_steps", "3",
+def test_repeated_sigkills_then_resumes_match_an_uninterrupted_run(dataset: Path, tmp_path: Path) -> None:
+    """Killed three times inside the first epoch and once inside the second, resumed after each kill: the same
+    weights (bit for bit), metrics.csv rows and global step as a run that never stopped."""
+    flags = ["--dataset_root", str(dataset), "--num_epochs", "3", "--checkpoint_every_n_steps", "1",
              "--deterministic", "true", "--prepare_submission", "no", *BASE_FLAGS]
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     done = mtl_subprocess("train", "--log_dir", str(reference), *flags)
     assert done.wait(timeout=600) == 0, done.stdout.read()
 
-    victim = mtl_subprocess("train", "--log_dir", str(interrupted), *flags)
+    killer = str(Path(__file__).with_name("kill_after_step.py"))
     last = interrupted / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 300
-    while not last.exists() and victim.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    victim.send_signal(signal.SIGKILL)
-    assert victim.wait(timeout=60) == -signal.SIGKILL, "training finished before it could be killed"
-    killed_at = torch.load(last, weights_only=True)["global_step"]
-    assert 0 < killed_at < 12
+    for kill_step in (1, 2, 3, 6):  # 4 steps per epoch: epoch 0 three times, then epoch 1
+        resume = ["--resume", str(interrupted)] if last.exists() else []
+        victim = subprocess.Popen([sys.executable, killer, str(kill_step), "--log_dir", str(interrupted), *resume,
+                                   *flags], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert victim.wait(timeout=600) == -signal.SIGKILL, victim.stdout.read()
+        assert torch.load(last, weights_only=True)["global_step"] == kill_step
 
     resumed = mtl_subprocess("train", "--log_dir", str(interrupted), "--resume", str(interrupted), *flags)
     assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
@@ -150,6 +152,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(dataset: Path, tmp_path: 
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key
     assert read_rows(reference / "metrics.csv") == read_rows(interrupted / "metrics.csv")
+    assert len([r for r in read_rows(reference / "metrics.csv") if r.get("metrics_summary/grader")]) == 3
 
 
 def test_sigterm_saves_checkpoint_and_exits_cleanly(dataset: Path, tmp_path: Path) -> None:
@@ -176,8 +179,8 @@ def test_ddp_two_processes_report_single_process_metrics(dataset: Path, tmp_path
     assert proc.wait(timeout=600) == 0, proc.stdout.read()
     row = [r for r in read_rows(run / "metrics.csv") if r.get("metrics_summary/grader")][-1]
     # 5 validation images over 2 processes (3 + 2): no sample padded or dropped
-    module = load_module(run / "checkpoints" / "last.ckpt")
-    single = evaluate_split(module, MiniScapes(dataset, "val"), batch_size=2)
+    module = load_predictor(run / "checkpoints" / "last.ckpt")
+    single = evaluate_split(module, val_split(dataset, module), batch_size=2)
     assert float(row["metrics_summary/semseg"]) == pytest.approx(single["miou"], abs=1e-4)
     assert float(row["metrics_summary/depth"]) == pytest.approx(single["si_log_rmse"], abs=1e-4)
     assert float(row["metrics_task_depth/rmse"]) == pytest.approx(single["depth_metrics"]["rmse"], rel=1e-5)
@@ -190,10 +193,8 @@ def test_log_depth_validation_matches_grader_on_written_pngs(tmp_path: Path, cap
     assert main(["train", "--dataset_root", str(data), "--log_dir", str(run), "--num_epochs", "1",
                  "--depth_unit", "log", "--loss_depth", "l1", *BASE_FLAGS]) == 0
     row = [r for r in read_rows(run / "metrics.csv") if r.get("metrics_summary/depth")][-1]
-    from mtl.engine.submission import predict_split
-
-    predict_split(load_module(run / "checkpoints" / "best.ckpt"), MiniScapes(data, "val", ("rgb",)),
-                  tmp_path / "sub" / "predictions", 2, "cpu")
+    predict_dataset_split(load_predictor(run / "checkpoints" / "best.ckpt"), DATASETS["miniscapes"](data), "val",
+                          tmp_path / "sub" / "predictions", 2, "cpu")
     with zipfile.ZipFile(tmp_path / "sub.zip", "w") as zf:
         for file in (tmp_path / "sub" / "predictions").rglob("*.png"):
             zf.write(file, file.relative_to(tmp_path / "sub").as_posix())

@@ -14,12 +14,15 @@ from mtl.data.transforms import (
     Compose,
     PerspectiveCrop,
     PhotometricJitter,
+    Target,
     WarpParams,
     homography,
     normalize_rgb,
 )
 
 H, W = 40, 60
+# Class ids (255 = ignore) and depth (NaN = invalid), resampled as the semseg and depth tasks ask.
+TARGETS = {"semseg": Target(255, torch.int64), "depth": Target(math.nan, torch.float32)}
 
 
 def make_sample(seed: int = 0, height: int = H, width: int = W) -> dict:
@@ -60,7 +63,7 @@ def test_homography_maps_the_four_points():
 
 def test_plain_crop_is_an_exact_slice():
     sample = make_sample()
-    crop = PerspectiveCrop(16)
+    crop = PerspectiveCrop(16, targets=TARGETS)
     origins = set()
     for seed in range(8):
         out = crop(sample, gen(seed))
@@ -83,7 +86,7 @@ def test_plain_crop_is_an_exact_slice():
 
 def test_image_smaller_than_crop_is_padded_around_the_centre():
     sample = make_sample(height=10, width=12)
-    out = PerspectiveCrop(16)(sample, gen(0))
+    out = PerspectiveCrop(16, targets=TARGETS)(sample, gen(0))
     top, left = 3, 2  # floor((16 − 10)/2), floor((16 − 12)/2)
     inner = (slice(top, top + 10), slice(left, left + 12))
     assert torch.equal(out["rgb"][:, inner[0], inner[1]], sample["rgb"])
@@ -101,13 +104,13 @@ def test_quarter_turn_matches_rot90():
     x0, y0, s = 20, 10, 16
     # Output TL, TR, BR, BL taken from the source's BL, TL, TR, BR: a clockwise quarter turn.
     params = WarpParams(((x0, y0 + s), (x0, y0), (x0 + s, y0), (x0 + s, y0 + s)), flip=False)
-    out = PerspectiveCrop(s).apply(sample, params)
+    out = PerspectiveCrop(s, targets=TARGETS).apply(sample, params)
     assert torch.equal(out["rgb"], torch.rot90(sample["rgb"][:, y0 : y0 + s, x0 : x0 + s], -1, (1, 2)))
     assert torch.equal(out["semseg"], torch.rot90(sample["semseg"][y0 : y0 + s, x0 : x0 + s], -1, (0, 1)))
 
 
 def test_same_generator_seed_same_result():
-    crop = Compose([PerspectiveCrop(24, 0.7, 1.6, 20.0, 0.3, True), PhotometricJitter(0.3, 0.3, 0.3, 0.05)])
+    crop = Compose([PerspectiveCrop(24, 0.7, 1.6, 20.0, 0.3, True, targets=TARGETS), PhotometricJitter(0.3, 0.3, 0.3, 0.05)])
     sample = make_sample()
     assert_same(crop(sample, gen(5)), crop(sample, gen(5)))
     assert not torch.equal(crop(sample, gen(5))["rgb"], crop(sample, gen(6))["rgb"])
@@ -115,7 +118,7 @@ def test_same_generator_seed_same_result():
 
 def test_reflection_flips_every_modality():
     sample = make_sample()
-    crop = PerspectiveCrop(24, 0.8, 1.3, 15.0, 0.2, reflect=True)
+    crop = PerspectiveCrop(24, 0.8, 1.3, 15.0, 0.2, reflect=True, targets=TARGETS)
     flips = set()
     for seed in range(6):
         params = crop.sample_params(H, W, gen(seed))
@@ -131,7 +134,7 @@ def test_reflection_flips_every_modality():
 def test_zoom_out_pads_with_ignore_and_invalid():
     sample = make_sample()
     sample["depth"] = torch.rand(H, W) + 10  # no invalid pixel in the input
-    out = PerspectiveCrop(32, 3.0, 3.0)(sample, gen(0))  # a 96-px region from a 60×40 image
+    out = PerspectiveCrop(32, 3.0, 3.0, targets=TARGETS)(sample, gen(0))  # a 96-px region from a 60×40 image
     padded = out["depth"].isnan()  # the input has no invalid depth: every NaN is padding
     assert 0 < padded.sum() < 32 * 32
     assert (out["semseg"][padded] == 255).all()
@@ -141,13 +144,13 @@ def test_zoom_out_pads_with_ignore_and_invalid():
 
 def test_region_off_the_image_is_all_padding():
     params = WarpParams(((100.0, 50.0), (116.0, 50.0), (116.0, 66.0), (100.0, 66.0)), flip=False)
-    out = PerspectiveCrop(16).apply(make_sample(), params)
+    out = PerspectiveCrop(16, targets=TARGETS).apply(make_sample(), params)
     assert (out["semseg"] == 255).all() and out["depth"].isnan().all() and (out["rgb"] == 0).all()
 
 
 def test_nearest_keeps_labels_and_depths_shapes_and_dtypes():
     sample = make_sample()
-    out = PerspectiveCrop(32, 0.6, 2.0, 40.0, 0.45, True)(sample, gen(3))
+    out = PerspectiveCrop(32, 0.6, 2.0, 40.0, 0.45, True, targets=TARGETS)(sample, gen(3))
     assert out["rgb"].shape == (3, 32, 32) and out["rgb"].dtype == torch.uint8
     assert out["semseg"].shape == (32, 32) and out["semseg"].dtype == torch.int64
     assert out["depth"].shape == (32, 32) and out["depth"].dtype == torch.float32
@@ -160,20 +163,20 @@ def test_nearest_keeps_labels_and_depths_shapes_and_dtypes():
 @pytest.mark.parametrize("tilt", [46.0, -1.0])
 def test_tilt_validation_names_the_flag(tilt):
     with pytest.raises(ValueError, match="--aug_geom_tilt_max_deg must lie in \\[0, 45\\]"):
-        PerspectiveCrop(16, tilt_max_deg=tilt)
+        PerspectiveCrop(16, tilt_max_deg=tilt, targets=TARGETS)
 
 
 def test_other_validation_errors():
     with pytest.raises(ValueError, match="--aug_geom_scale_min and --aug_geom_scale_max"):
-        PerspectiveCrop(16, scale_min=1.5, scale_max=1.0)
+        PerspectiveCrop(16, scale_min=1.5, scale_max=1.0, targets=TARGETS)
     with pytest.raises(ValueError, match="--aug_geom_wiggle_max_ratio"):
-        PerspectiveCrop(16, wiggle_max_ratio=0.5)
+        PerspectiveCrop(16, wiggle_max_ratio=0.5, targets=TARGETS)
     with pytest.raises(ValueError, match="--aug_input_crop_size"):
-        PerspectiveCrop(0)
+        PerspectiveCrop(0, targets=TARGETS)
     bad = make_sample()
     bad["semseg"] = bad["semseg"].to(torch.uint8)
     with pytest.raises(ValueError, match="sample 'semseg' must be a torch.int64 tensor"):
-        PerspectiveCrop(16)(bad, gen(0))
+        PerspectiveCrop(16, targets=TARGETS)(bad, gen(0))
 
 
 def test_normalize_rgb_single_and_batch():
@@ -216,7 +219,7 @@ def test_rotation_keeps_the_centre_pixel_for_a_centred_region():
     # With the region as large as the image, the position is forced to the centre; any rotation
     # about that centre must leave the centre pixel in place.
     sample = make_sample(height=33, width=33)
-    out = PerspectiveCrop(33, tilt_max_deg=45.0)(sample, gen(4))
+    out = PerspectiveCrop(33, tilt_max_deg=45.0, targets=TARGETS)(sample, gen(4))
     assert torch.equal(out["semseg"][16, 16], sample["semseg"][16, 16])
     assert math.isclose(out["depth"][16, 16], sample["depth"][16, 16]) or (
         out["depth"][16, 16].isnan() and sample["depth"][16, 16].isnan()

@@ -22,8 +22,8 @@ from optuna.trial import TrialState
 
 import mtl.tuning.study as study_module
 from mtl.cli.main import main
-from mtl.engine.callbacks import NonFiniteLoss
-from mtl.engine.config import experiment_items, parse_config
+from mtl.engine.module import NonFiniteLoss
+from mtl.config import experiment_items, parse_config
 from mtl.tuning import GraderPruning, SpaceError, default_space_path, load_space, parse_space, tune
 from mtl.tuning.space import override_flags
 from mtl.tuning.study import Objective
@@ -121,6 +121,90 @@ def test_categorical_list_choices_and_numeric_strings() -> None:
         "optimizer_lr": {"type": "float", "low": 1e-5, "high": 1e-3, "log": False},
         "dilations": {"type": "categorical", "choices": ["false,false,true", "false,true,true"]},
     }
+
+
+def test_batch_sizes_without_a_full_batch_are_left_out() -> None:
+    space = parse_space(yaml.safe_load("batch_size: {type: categorical, choices: [4, 8, 16]}"), "inline")
+    fitted, note = space.limit_batch_size(10)
+    assert fitted.as_dict() == {"batch_size": {"type": "categorical", "choices": [4, 8]}}
+    assert note == "batch_size [16] left out: the train split has only 10 samples; searching [4, 8]"
+    assert space.limit_batch_size(16) == (space, None) or space.limit_batch_size(16)[1] is None
+    ranged = parse_space(yaml.safe_load("batch_size: {type: int, low: 2, high: 32, step: 4}"), "inline")
+    fitted, note = ranged.limit_batch_size(13)
+    assert fitted.as_dict()["batch_size"]["high"] == 10 and note == (
+        "batch_size capped at 10 (was 32): the train split has only 13 samples"
+    )
+    with pytest.raises(SpaceError, match="inline: batch_size: every choice .* larger than the train split .3 samples"):
+        space.limit_batch_size(3)
+    with pytest.raises(SpaceError, match="inline: batch_size: low .2. is larger than the train split .1 samples"):
+        ranged.limit_batch_size(1)
+
+
+def fake_run(seen: list, error: Exception | None = None):
+    """A stand-in for run_training: records the config, writes one validation row (or raises ``error``)."""
+
+    def run(cfg: object, extra_callbacks: object) -> Path:
+        seen.append(cfg)
+        if error is not None:
+            raise error
+        run_dir = Path(cfg.log_dir)
+        run_dir.mkdir(parents=True)
+        (run_dir / "metrics.csv").write_text("step,epoch,metrics_summary/grader\n2,0.0,5.0\n")
+        return run_dir
+
+    return run
+
+
+def test_default_space_adapts_to_a_small_train_split(tmp_path, monkeypatch, capsys) -> None:
+    """4 training samples: the default batch sizes 8 and 16 could only fail, so they are left out, in one line."""
+    data = make_tiny_dataset(tmp_path / "data", {"train": 4, "val": 1})
+    seen: list = []
+    monkeypatch.setattr(study_module, "run_training", fake_run(seen))
+    code = main(["tune", "--study", "small", "--n-trials", "3", "--runs-dir", str(tmp_path / "runs"), "--",
+                 "--dataset_root", str(data)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "search space: batch_size [8, 16] left out: the train split has only 4 samples; searching [4]\n" in out
+    assert [cfg.batch_size for cfg in seen] == [4, 4, 4]
+
+
+def test_a_base_batch_size_without_a_full_batch_is_refused(tmp_path, capsys) -> None:
+    data = make_tiny_dataset(tmp_path / "data", {"train": 3, "val": 1})
+    space = write_space(tmp_path, "optimizer_lr: {type: float, low: 1.0e-4, high: 1.0e-2}")
+    code = main(["tune", "--study", "s", "--n-trials", "1", "--runs-dir", str(tmp_path / "runs"), "--space",
+                 str(space), "--", "--dataset_root", str(data), "--batch_size", "4"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "mtl tune: --batch_size 4: the train split of" in err and "has 3 samples" in err
+
+
+def test_an_expected_failed_trial_prints_one_line(tmp_path, monkeypatch, capfd) -> None:
+    """A trial that cannot start is recorded as FAIL with one line (no traceback), and the study goes on."""
+    from mtl.engine.train import RunSetupError
+
+    data = make_tiny_dataset(tmp_path / "data", {"train": 4, "val": 1})
+    space = write_space(tmp_path, "optimizer_lr: {type: float, low: 1.0e-4, high: 1.0e-2}")
+    reason = "--batch_size 16: the train split (4 samples)\ngives no full batch per process"
+    monkeypatch.setattr(study_module, "run_training", fake_run([], RunSetupError(reason)))
+    code = main(["tune", "--study", "f", "--n-trials", "2", "--runs-dir", str(tmp_path / "runs"), "--space",
+                 str(space), "--", "--dataset_root", str(data)])
+    out, err = capfd.readouterr()
+    assert code == 1  # no trial completed
+    for number in (0, 1):
+        assert f"trial {number} failed: --batch_size 16: the train split (4 samples) gives no full batch" in out
+    assert "Traceback" not in out + err and "Trial 0 failed" not in err, err
+    assert err.strip() == "mtl tune: no trial has completed yet"
+    study = optuna.load_study(study_name="f", storage=f"sqlite:///{tmp_path / 'runs' / 'f' / 'optuna.db'}")
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert study.trials[0].user_attrs["failed"].startswith("--batch_size 16: the train split")
+
+
+def test_grace_period_must_exceed_the_heartbeat_interval(tmp_path, capsys) -> None:
+    data = make_tiny_dataset(tmp_path / "data", {"train": 4, "val": 1})
+    code = main(["tune", "--study", "s", "--n-trials", "1", "--runs-dir", str(tmp_path / "runs"),
+                 "--heartbeat-interval", "10", "--grace-period", "10", "--", "--dataset_root", str(data)])
+    assert code == 2
+    assert "--grace-period 10 must be longer than --heartbeat-interval 10" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------- pruning
@@ -236,20 +320,20 @@ def test_changed_train_flags_refuse_to_continue_the_study(first_study: dict, cap
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
-def test_second_invocation_continues_the_study(first_study: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_second_invocation_continues_the_study(first_study: dict, capsys: pytest.CaptureFixture) -> None:
     """Same study, new trial numbers; a trial left RUNNING by a dead process is failed; a pruned run stops cleanly."""
-    monkeypatch.setattr(study_module, "HEARTBEAT_INTERVAL_S", 1)
-    monkeypatch.setattr(study_module, "GRACE_PERIOD_S", 1)
-    storage = optuna.storages.RDBStorage(first_study["storage"], heartbeat_interval=1, grace_period=1)
+    storage = optuna.storages.RDBStorage(first_study["storage"], heartbeat_interval=1, grace_period=2)
     dead = optuna.load_study(study_name="s", storage=storage).ask()
     storage.record_heartbeat(dead._trial_id)
-    time.sleep(2.5)  # heartbeat now older than the grace period (SQLite keeps whole seconds)
+    time.sleep(3.5)  # heartbeat now older than the grace period (SQLite keeps whole seconds)
     handler = signal.getsignal(signal.SIGTERM)
 
     study = tune("s", first_study["flags"], n_trials=1, runs_dir=first_study["runs"],
-                 space=load_space(first_study["space"]), pruner=optuna.pruners.ThresholdPruner(lower=1e9))
+                 space=load_space(first_study["space"]), pruner=optuna.pruners.ThresholdPruner(lower=1e9),
+                 heartbeat_interval=1, grace_period=2)
 
     assert study._study_id == first_study["study_id"] and study.study_name == "s"
+    assert "trial 2 (unknown worker) stopped sending heartbeats; recorded as FAIL" in capsys.readouterr().out
     trials = study.get_trials()
     assert [(t.number, t.state) for t in trials] == [
         (0, TrialState.COMPLETE), (1, TrialState.COMPLETE), (2, TrialState.FAIL), (3, TrialState.PRUNED)

@@ -14,7 +14,7 @@ import functools
 import sys
 from pathlib import Path
 
-from mtl.cli.args import non_negative_int, positive_int
+from mtl.flags import non_negative_int, positive_int
 
 # Repeated from mtl.data.synth.sample.MIN_SIZE and mtl.data.miniscapes.SPLITS so that `mtl --help` imports
 # neither the renderer nor torch (tests/test_data_cli.py checks they agree).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mtl.cli.args import positive_int, str2bool
+from mtl.flags import positive_int, str2bool
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,16 +36,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from mtl.engine.checkpoint import load_module
     from mtl.inference.export import ExportError, ExportModel, check_onnx, check_sizes, export_onnx
+    from mtl.inference.predictor import checkpoint_flags, load_predictor
 
     try:
-        module = load_module(args.checkpoint, channels_last=False)
+        predictor = load_predictor(args.checkpoint, channels_last=False)
+        flags = checkpoint_flags(args.checkpoint)
     except (FileNotFoundError, ValueError) as exc:
         print(f"mtl export: error: {exc}", file=sys.stderr)
         return 1
-    wrapper = ExportModel.from_module(module)
-    metadata = {"model_name": module.cfg.model_name, "encoder": module.cfg.model_encoder_name}
+    wrapper = ExportModel(predictor).eval()
+    metadata = {"model_name": flags.model_name, "encoder": flags.model_encoder_name}
     dynamic = not args.fixed_size
     try:
         path = export_onnx(wrapper, args.out, args.height, args.width, args.opset, metadata, dynamic)

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from mtl.cli.args import positive_float
+from mtl.flags import positive_float
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

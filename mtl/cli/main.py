@@ -1,8 +1,9 @@
 """`mtl` entry point: discovers the command modules of mtl.cli and dispatches to them.
 
 A new command is one module in mtl/cli with ``register(subparsers)`` that adds a parser and sets
-``func`` (called with the parsed namespace, returning an exit code). Command modules keep heavy
-imports (torch, Lightning) inside their functions so that `mtl --help` stays quick.
+``func`` (called with the parsed namespace, returning an exit code). A command whose flags layer over a
+YAML preset also sets ``parse(argv) -> namespace`` and parses its own tokens, once. Command modules keep
+heavy imports (torch, Lightning) inside their functions so that `mtl --help` and argument errors stay quick.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import sys
 
 import mtl
 import mtl.cli
+from mtl.flags import Parser, unrecognized
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mtl", description=mtl.__doc__)
+def build_parser() -> Parser:
+    parser = Parser(prog="mtl", description=mtl.__doc__)
     parser.add_argument("--version", action="version", version=f"mtl {mtl.__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for info in sorted(pkgutil.iter_modules(mtl.cli.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"mtl.cli.{info.name}")
         if hasattr(module, "register"):
@@ -27,12 +29,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(name)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    # Commands with layered configuration (a YAML preset under the flags) re-parse their own tokens.
-    args.command_argv = argv[argv.index(args.command) + 1 :] if args.command in argv else []
+    command = _subparser(parser, argv[0]) if argv and not argv[0].startswith("-") else None
+    parse = command.get_default("parse") if command is not None else None
+    if parse is not None:  # the namespace holds flags only: it is recorded in the run directory
+        return int(command.get_default("func")(parse(argv[1:])) or 0)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        (command or parser).error(unrecognized(command or parser, extras))
+    args.command_argv = argv[1:]
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

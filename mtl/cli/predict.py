@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mtl.cli.args import float_list, positive_int, str2bool
+from mtl.flags import float_list, positive_int, str2bool
 
 DEFAULT_TTA_SCALES = (0.75, 1.0, 1.25)
 
@@ -49,30 +49,39 @@ def _predict(args: argparse.Namespace) -> int:
     import torch
 
     from mtl.data.formats import DataFormatError
-    from mtl.engine.checkpoint import load_module
-    from mtl.inference import TestTimeAugmentation, list_images, predict_dataset_split, predict_images
+    from mtl.datasets import DATASETS, build_dataset
+    from mtl.errors import one_line
+    from mtl.inference.images import list_images
+    from mtl.inference.predict import predict_dataset_split, predict_images
+    from mtl.inference.predictor import checkpoint_flags, load_predictor
+    from mtl.inference.tta import TestTimeAugmentation
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(args.out)
     try:
-        module = load_module(args.checkpoint)
-        predictor = module
+        predictor = load_predictor(args.checkpoint)
         if args.tta:
             scales = args.tta_scales or DEFAULT_TTA_SCALES
-            predictor = TestTimeAugmentation(module, scales, True if args.tta_flip is None else args.tta_flip)
+            predictor = TestTimeAugmentation(predictor, scales, True if args.tta_flip is None else args.tta_flip)
         if args.input is not None:
             paths = list_images(args.input)
             count = predict_images(predictor, paths, out, args.batch_size, device)
             print(f"wrote predictions of {count} image(s) to {out}")
             return 0
-        result = predict_dataset_split(predictor, Path(args.dataset_root), args.split, out, args.batch_size, device)
+        flags = checkpoint_flags(args.checkpoint)
+        flags.dataset_root = args.dataset_root
+        layout = build_dataset(flags)
+        result = predict_dataset_split(predictor, layout, args.split, out, args.batch_size, device)
     except (OSError, DataFormatError, ValueError) as exc:  # OSError: also unwritable --out
-        print(f"mtl predict: error: {exc}", file=sys.stderr)
+        print(f"mtl predict: error: {one_line(exc)}", file=sys.stderr)
         return 1
     if result is None:
-        print(f"wrote {args.split} predictions to {out}/semseg and {out}/depth (the split has no ground truth)")
+        folders = " and ".join(f"{out}/{name}" for name in predictor.tasks)
+        print(f"wrote {args.split} predictions to {folders} (the split has no ground truth)")
         return 0
-    headline = {k: result[k] for k in ("grader", "miou", "si_log_rmse", "total") if k in result}
+    first = [DATASETS[predictor.dataset].headline, *(task.summary_name for task in predictor.tasks.values())]
+    headline = {k: result[k] for k in first if k in result}
+    headline.update({k: v for k, v in result.items() if not isinstance(v, dict)})
     text = json.dumps({**headline, **result}, indent=2, allow_nan=False)
     (out / "metrics.json").write_text(text + "\n", encoding="utf-8")
     print(text)

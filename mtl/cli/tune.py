@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections import Counter
 
-from mtl.cli.args import non_negative_int, positive_float, positive_int
+from mtl.flags import non_negative_int, positive_float, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,6 +44,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--pruner-warmup-epochs", type=non_negative_int, default=1, help="no pruning of a trial before this epoch"
     )
     parser.add_argument(
+        "--heartbeat-interval", type=positive_int, default=30, metavar="S",
+        help="a running trial records a heartbeat in the storage every S seconds",
+    )
+    parser.add_argument(
+        "--grace-period", type=positive_int, default=120, metavar="S",
+        help="a RUNNING trial without a heartbeat for S seconds (its worker died) is recorded as FAIL by the next "
+        "trial start of any worker; must be longer than --heartbeat-interval",
+    )
+    parser.add_argument(
         "--allow-changed", action="store_true",
         help="continue a study even though its train flags or search space changed",
     )
@@ -71,6 +80,8 @@ def _tune(args: argparse.Namespace) -> int:
             seed=args.seed,
             pruner=make_pruner(args.pruner, args.pruner_startup_trials, args.pruner_warmup_epochs),
             allow_changed=args.allow_changed,
+            heartbeat_interval=args.heartbeat_interval,
+            grace_period=args.grace_period,
         )
     except (SpaceError, TuneError, FileExistsError, FileNotFoundError, DataFormatError) as exc:
         print(f"mtl tune: {exc}", file=sys.stderr)

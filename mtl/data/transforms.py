@@ -1,10 +1,9 @@
 """Training augmentation on tensors: a random perspective crop, photometric jitter, RGB normalisation.
 
 Transforms are called as ``sample = t(sample, generator)``: ``sample`` is a dataset item (``rgb`` uint8
-3×H×W, optional ``semseg`` int64 H×W with 255 = ignore, optional ``depth`` float32 H×W metres with NaN =
-invalid, other keys passed through) and every random number comes from ``generator``, which the engine
-seeds per (seed, epoch, sample index): the same sample gets the same augmentation in any worker and
-after a resume.
+3×H×W, and task targets: C×H×W or H×W tensors described by a ``Target`` rule; other keys pass through)
+and every random number comes from ``generator``, which the engine seeds per (seed, epoch, sample index):
+the same sample gets the same augmentation in any worker and after a resume.
 
 The warp is written with torch (a homography solved with torch.linalg.solve, applied by F.grid_sample)
 because torchvision is not usable here.
@@ -13,15 +12,13 @@ because torchvision is not usable here.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-from mtl.data.classes import IGNORE_INDEX
 
 Sample = dict[str, Any]
 Transform = Callable[[Sample, torch.Generator], Sample]
@@ -39,19 +36,30 @@ def normalize_rgb(rgb: Tensor) -> Tensor:
     return (rgb.float() - mean) / std
 
 
-def _check_sample(sample: Sample) -> tuple[int, int]:
+@dataclass(frozen=True)
+class Target:
+    """How a geometric augmentation resamples a task's target: by nearest neighbour (no invented labels,
+    depths or normals), ``fill`` where the warp reaches outside the image (ignore / invalid), and
+    ``reorient(value, flip, angle_rad)`` for values that are directions in the image plane."""
+
+    fill: float
+    dtype: torch.dtype
+    reorient: Callable[[Tensor, bool, float], Tensor] | None = None
+
+
+def _check_sample(sample: Sample, targets: Mapping[str, Target]) -> tuple[int, int]:
     """Height and width of a sample, after checking dtypes and shapes (these are easy to get wrong)."""
     rgb = sample.get("rgb")
     if not isinstance(rgb, Tensor) or rgb.dtype != torch.uint8 or rgb.dim() != 3 or rgb.shape[0] != 3:
         got = f"{rgb.dtype} {tuple(rgb.shape)}" if isinstance(rgb, Tensor) else type(rgb).__name__
         raise ValueError(f"sample 'rgb' must be a uint8 3×H×W tensor, got {got}")
     height, width = rgb.shape[1:]
-    for key, dtype in (("semseg", torch.int64), ("depth", torch.float32)):
+    for key, rule in targets.items():
         if key in sample:
             x = sample[key]
-            if not isinstance(x, Tensor) or x.dtype != dtype or tuple(x.shape) != (height, width):
+            if not isinstance(x, Tensor) or x.dtype != rule.dtype or x.dim() not in (2, 3) or tuple(x.shape[-2:]) != (height, width):
                 got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
-                raise ValueError(f"sample {key!r} must be a {dtype} tensor of size {height}×{width}, got {got}")
+                raise ValueError(f"sample {key!r} must be a {rule.dtype} tensor of size {height}×{width}, got {got}")
     return height, width
 
 
@@ -61,6 +69,7 @@ class WarpParams:
 
     corners: tuple[tuple[float, float], ...]  # source points of the output's TL, TR, BR, BL corners
     flip: bool  # mirror the output horizontally
+    angle: float = 0.0  # rotation of the source region, radians (image axes: x right, y down)
 
 
 def homography(src: Tensor, dst: Tensor) -> Tensor:
@@ -83,8 +92,8 @@ class PerspectiveCrop:
     ``wiggle·crop_size/2`` per axis, and mirrored with p = 0.5 if ``reflect``. Its position is uniform
     among the integer offsets that keep its bounding box inside the image; if none does, it is centred
     and the outside is padded: semseg 255, depth NaN, RGB 0 (black, as the course's PIL warp did).
-    RGB is sampled bilinearly (no antialiasing when zooming out, like the course's PIL warp), semseg and
-    depth by nearest neighbour (no invented labels or depths).
+    RGB is sampled bilinearly (no antialiasing when zooming out, like the course's PIL warp), task targets
+    as their ``targets`` rule says (nearest neighbour, a fill value, reorientation of vectors).
     With scale 1, tilt 0, wiggle 0 and no reflection the result is exactly a slice of the input.
     """
 
@@ -96,6 +105,7 @@ class PerspectiveCrop:
         tilt_max_deg: float = 0.0,
         wiggle_max_ratio: float = 0.0,
         reflect: bool = False,
+        targets: Mapping[str, Target] | None = None,
     ) -> None:
         if not (isinstance(crop_size, int) and crop_size > 0):
             raise ValueError(f"--aug_input_crop_size must be a positive integer, got {crop_size}")
@@ -113,6 +123,7 @@ class PerspectiveCrop:
         self.tilt_max_deg = float(tilt_max_deg)
         self.wiggle_max_ratio = float(wiggle_max_ratio)
         self.reflect = bool(reflect)
+        self.targets = dict(targets or {})
 
     def sample_params(self, height: int, width: int, generator: torch.Generator) -> WarpParams:
         """Draw one warp for an image of ``height``×``width``; always consumes 13 numbers from ``generator``."""
@@ -140,15 +151,15 @@ class PerspectiveCrop:
             else:
                 offsets.append(math.floor((lo + hi) / 2))
         centre = (offsets[0] + size / 2, offsets[1] + size / 2)
-        return WarpParams(tuple((x + centre[0], y + centre[1]) for x, y in corners), flip)
+        return WarpParams(tuple((x + centre[0], y + centre[1]) for x, y in corners), flip, angle)
 
     def __call__(self, sample: Sample, generator: torch.Generator) -> Sample:
-        height, width = _check_sample(sample)
+        height, width = _check_sample(sample, self.targets)
         return self._warp(sample, self.sample_params(height, width, generator), height, width)
 
     def apply(self, sample: Sample, params: WarpParams) -> Sample:
-        """Warp every modality of ``sample`` with ``params``; other keys are copied unchanged."""
-        return self._warp(sample, params, *_check_sample(sample))
+        """Warp the RGB and every target of ``sample`` with ``params``; other keys are copied unchanged."""
+        return self._warp(sample, params, *_check_sample(sample, self.targets))
 
     def _warp(self, sample: Sample, params: WarpParams, height: int, width: int) -> Sample:
         size = self.crop_size
@@ -170,19 +181,21 @@ class PerspectiveCrop:
         out["rgb"] = rgb.round_().clamp_(0, 255).to(torch.uint8)
 
         # Nearest channels share one call; a channel of ones marks the pixels that came from the image.
-        keys = [k for k in ("semseg", "depth") if k in sample]
+        keys = [k for k in self.targets if k in sample]
         if keys:
-            planes = [sample[k][y0:y1, x0:x1].float() for k in keys]
-            planes.append(torch.ones_like(planes[0]))
+            planes = [sample[k][..., y0:y1, x0:x1].float().reshape(-1, y1 - y0, x1 - x0) for k in keys]
+            planes.append(torch.ones_like(planes[0][:1]))
             warped = F.grid_sample(
-                torch.stack(planes)[None], grid, mode="nearest", padding_mode="zeros", align_corners=False
+                torch.cat(planes)[None], grid, mode="nearest", padding_mode="zeros", align_corners=False
             )[0]
             inside = warped[-1] > 0.5
-            if "semseg" in sample:
-                labels = warped[keys.index("semseg")].to(torch.int64)
-                out["semseg"] = torch.where(inside, labels, IGNORE_INDEX)
-            if "depth" in sample:
-                out["depth"] = torch.where(inside, warped[keys.index("depth")], math.nan)
+            start = 0
+            for key, plane in zip(keys, planes):
+                rule = self.targets[key]
+                values = warped[start : start + plane.shape[0]].reshape(sample[key].shape[:-2] + (size, size))
+                start += plane.shape[0]
+                value = torch.where(inside, values.to(rule.dtype), torch.tensor(rule.fill, dtype=rule.dtype))
+                out[key] = value if rule.reorient is None else rule.reorient(value, params.flip, params.angle)
         return out
 
     def _grid(self, h: Tensor, width: int, height: int) -> Tensor:
@@ -222,7 +235,7 @@ class PhotometricJitter:
         r = torch.rand(4, generator=generator, dtype=torch.float64).tolist()  # always 4: a fixed stream
         if not self.enabled:
             return sample
-        _check_sample(sample)
+        _check_sample(sample, {})
 
         def factor(amount: float, u: float) -> float:
             low = max(0.0, 1.0 - amount)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -19,10 +19,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from mtl.data.miniscapes import MiniScapes
-from mtl.data.transforms import PerspectiveCrop, PhotometricJitter
-
-MINISCAPES_DEPTH_STATS = (27.0727, 29.1264)
+from mtl.data.transforms import PerspectiveCrop, PhotometricJitter, Target
+from mtl.datasets import DatasetLayout, SplitDataset
+from mtl.tasks import Task
 
 
 def _derive_seed(*keys: int) -> int:
@@ -39,10 +38,15 @@ def order_seed(seed: int, epoch: int) -> int:
     return _derive_seed(seed, 1, epoch)
 
 
+def augmentation_targets(tasks: Mapping[str, Task]) -> dict[str, Target]:
+    """How the geometric augmentation resamples each task's target (the task says)."""
+    return {name: Target(task.fill, getattr(torch, task.target_dtype), task.reorient) for name, task in tasks.items()}
+
+
 class AugmentedDataset(Dataset):
     """Wraps a split; an item key is (epoch, index) and its augmentation is seeded from it."""
 
-    def __init__(self, base: MiniScapes, cfg: argparse.Namespace) -> None:
+    def __init__(self, base: SplitDataset, cfg: argparse.Namespace) -> None:
         self.base = base
         self.seed = cfg.seed
         self.crop = PerspectiveCrop(
@@ -52,6 +56,7 @@ class AugmentedDataset(Dataset):
             tilt_max_deg=cfg.aug_geom_tilt_max_deg,
             wiggle_max_ratio=cfg.aug_geom_wiggle_max_ratio,
             reflect=cfg.aug_geom_reflect,
+            targets=augmentation_targets(base.tasks),
         )
         self.jitter = PhotometricJitter(*cfg.aug_photometric) if any(cfg.aug_photometric) else None
 
@@ -142,28 +147,15 @@ def eval_loader(cfg: argparse.Namespace, dataset: Dataset, rank: int = 0, world_
     )
 
 
-def depth_statistics(cfg: argparse.Namespace) -> tuple[float, float]:
-    """Mean and std (metres) used to normalise depth targets: given, MiniScapes', or measured on train."""
-    if cfg.depth_stats == "miniscapes":
-        return MINISCAPES_DEPTH_STATS
-    if cfg.depth_stats != "auto":
-        mean, std = (float(v) for v in cfg.depth_stats.split(","))
-        return mean, std
-    from mtl.data.stats import compute_stats
+class TrainingData(pl.LightningDataModule):
+    """The train split (augmented, in a resumable order) and the val split (full images) of one dataset."""
 
-    stats = compute_stats(cfg.dataset_root, "train", max_images=256)
-    return float(stats["depth_mean"]), float(stats["depth_std"])
-
-
-class MiniScapesDataModule(pl.LightningDataModule):
-    """Train (augmented, resumable order), val (full images) and test (RGB only) splits of one dataset."""
-
-    def __init__(self, cfg: argparse.Namespace) -> None:
+    def __init__(self, cfg: argparse.Namespace, layout: DatasetLayout, tasks: Mapping[str, Task]) -> None:
         super().__init__()
         self.cfg = cfg
-        tasks = tuple(cfg.tasks)
-        self.train_dataset = AugmentedDataset(MiniScapes(cfg.dataset_root, "train", ("rgb", *tasks)), cfg)
-        self.val_dataset = MiniScapes(cfg.dataset_root, "val", ("rgb", *tasks))
+        self.train_split = SplitDataset(layout, "train", tasks)
+        self.train_dataset = AugmentedDataset(self.train_split, cfg)
+        self.val_dataset = SplitDataset(layout, "val", tasks)
         self.train_sampler: ResumableSampler | None = None
         self.pending_resume: tuple[int, int] | None = None
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from mtl.engine.config import code_root, experiment_items, plain_values
+from mtl.config import code_root, experiment_items, plain_values
 
 
 class ResumeRefused(RuntimeError):

@@ -1,7 +1,7 @@
-"""Test-split predictions from a checkpoint, and submission.zip in the course's layout.
+"""Test-split predictions from a run's best checkpoint, and submission.zip in the course's layout.
 
-Layout: predictions/semseg/<i>.png (mode P), predictions/depth/<i>.png (mode L, clamp policy),
-checkpoints/*.ckpt, source.zip, metrics.csv.
+Layout: predictions/<task>/<i>.png in the dataset's format, checkpoints/best.ckpt (the best model's
+weights and flags, not the resumable last.ckpt), source.zip, metrics.csv.
 """
 
 from __future__ import annotations
@@ -10,41 +10,22 @@ import zipfile
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from mtl.data.formats import write_depth, write_semseg
-from mtl.data.miniscapes import MiniScapes
-from mtl.engine.checkpoint import load_module
-
-
-@torch.no_grad()
-def predict_split(module: torch.nn.Module, dataset: MiniScapes, out_dir: Path, batch_size: int, device: str) -> int:
-    """Write semseg and depth PNGs of every sample of ``dataset`` (full resolution) into ``out_dir``."""
-    module.eval().to(device)
-    for sub in ("semseg", "depth"):
-        (out_dir / sub).mkdir(parents=True, exist_ok=True)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=min(2, batch_size))
-    count = 0
-    for batch in tqdm(loader, desc=f"predict {dataset.split}", unit="batch", leave=False):
-        pred = module.predict(batch["rgb"].to(device))
-        for j, index in enumerate(batch["index"].tolist()):
-            if "semseg" in pred:
-                write_semseg(out_dir / "semseg" / f"{index}.png", pred["semseg"][j].cpu().numpy())
-            if "depth" in pred:
-                write_depth(out_dir / "depth" / f"{index}.png", pred["depth"][j].cpu().numpy(), "clamp")
-            count += 1
-    return count
+from mtl.datasets import build_dataset
+from mtl.inference.predict import predict_dataset_split
+from mtl.inference.predictor import checkpoint_flags, load_predictor
 
 
 def pack_submission(log_dir: Path) -> Path:
-    """submission.zip next to the run's predictions, checkpoints, source.zip and metrics.csv."""
+    """submission.zip next to the run's predictions, best checkpoint, source.zip and metrics.csv."""
     path = log_dir / "submission.zip"
     tmp = path.with_name("submission.zip.tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for file in sorted((log_dir / "predictions").rglob("*.png")):
             zf.write(file, file.relative_to(log_dir).as_posix())
-        for file in sorted((log_dir / "checkpoints").glob("*.ckpt")):
-            zf.write(file, f"checkpoints/{file.name}", compress_type=zipfile.ZIP_STORED)
+        best = log_dir / "checkpoints" / "best.ckpt"
+        if best.is_file():
+            zf.write(best, "checkpoints/best.ckpt", compress_type=zipfile.ZIP_STORED)
         for name in ("source.zip", "metrics.csv"):
             if (log_dir / name).is_file():
                 zf.write(log_dir / name, name)
@@ -57,7 +38,8 @@ def make_submission(log_dir: Path, dataset_root: Path, batch_size: int, device: 
     checkpoints = log_dir / "checkpoints"
     ckpt = checkpoints / "best.ckpt" if (checkpoints / "best.ckpt").is_file() else checkpoints / "last.ckpt"
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    module = load_module(ckpt)
-    dataset = MiniScapes(dataset_root, "test", ("rgb",))
-    predict_split(module, dataset, log_dir / "predictions", batch_size, device)
+    predictor = load_predictor(ckpt)
+    flags = checkpoint_flags(ckpt)
+    flags.dataset_root = str(dataset_root)
+    predict_dataset_split(predictor, build_dataset(flags), "test", log_dir / "predictions", batch_size, device)
     return pack_submission(log_dir)

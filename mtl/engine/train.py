@@ -1,14 +1,20 @@
-"""`mtl train`: set up the run directory, build the Trainer, fit, then predict the test split."""
+"""`mtl train`: set up the run directory, build the Trainer, fit.
+
+The flags map onto typed objects here, once: the dataset layout, the tasks (with what they measured on
+the training data), the model inside a Predictor, the weighting method, the optimiser and the schedule.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -16,12 +22,18 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from mtl.config import plain_values
+from mtl.datasets import build_dataset
 from mtl.engine import rundir
-from mtl.engine.callbacks import AtomicCheckpointIO, CSVMetrics, LastCheckpoint, TrainingInterrupted
-from mtl.engine.checkpoint import read_checkpoint
-from mtl.engine.config import plain_values
-from mtl.engine.data import MiniScapesDataModule, depth_statistics
-from mtl.engine.module import MultiTaskModule
+from mtl.engine.callbacks import AtomicCheckpointIO, CSVMetrics, LastCheckpoint, ResumeState, TrainingInterrupted
+from mtl.engine.data import TrainingData
+from mtl.engine.module import MultiTaskModule, NonFiniteLoss
+from mtl.engine.optim import OptimizerOptions, ScheduleOptions
+from mtl.engine.pictures import Pictures
+from mtl.inference.checkpoint import CheckpointError, read_checkpoint
+from mtl.inference.predictor import Predictor
+from mtl.tasks import TASKS
+from mtl.weighting import build_weighting
 
 RUN_DIR_ENV = "MTL_RUN_DIR"  # tells DDP worker processes (re-launched by Lightning) which run they join
 
@@ -30,13 +42,24 @@ class RunSetupError(ValueError):
     """A run that cannot start as asked (e.g. --num_epochs shrinking on resume); the message says why."""
 
 
+class NothingToDo(RuntimeError):
+    """`--resume` of a run that already finished every epoch it was asked for."""
+
+
 def is_launcher_process() -> bool:
     """False in the extra processes that Lightning's DDP launcher starts (they must not set up the run)."""
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
-def prepare_run_dir(cfg: argparse.Namespace) -> tuple[Path, Path | None]:
-    """Create a new run directory, or check that a resumed one may continue. Returns (log_dir, checkpoint)."""
+def remove_stale_temporaries(log_dir: Path) -> None:
+    """Half-written files of a killed process (a checkpoint being saved can be hundreds of MB)."""
+    for tmp in [*log_dir.glob("*.tmp"), *(log_dir / "checkpoints").glob("*.tmp")]:
+        tmp.unlink(missing_ok=True)
+
+
+def prepare_run_dir(cfg: argparse.Namespace) -> tuple[Path, Path | None, bool]:
+    """Create a new run directory, or check that a resumed one may continue.
+    Returns (log_dir, checkpoint to resume from, whether this call created the directory)."""
     ckpt = None
     if cfg.resume is not None:
         log_dir, ckpt = rundir.resolve_resume(cfg.resume)
@@ -49,7 +72,8 @@ def prepare_run_dir(cfg: argparse.Namespace) -> tuple[Path, Path | None]:
         log_dir = Path(cfg.log_dir) if cfg.log_dir else Path("runs") / name
     cfg.log_dir = str(log_dir)
     if not is_launcher_process():
-        return log_dir, ckpt
+        return log_dir, ckpt, False
+    created = False
     if ckpt is not None:
         for change in rundir.check_resume(log_dir, cfg):
             print(f"warning: resuming despite change: {change}")
@@ -59,29 +83,38 @@ def prepare_run_dir(cfg: argparse.Namespace) -> tuple[Path, Path | None]:
     else:
         if (log_dir / "source.zip").exists():
             raise FileExistsError(f"{log_dir} already holds a run; pass --resume {log_dir} or choose another --log_dir")
+        created = not log_dir.exists() or not any(log_dir.iterdir())
         (log_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         rundir.write_source_zip(log_dir, cfg)
+    remove_stale_temporaries(log_dir)
     rundir.write_config(log_dir, cfg)
     os.environ[RUN_DIR_ENV] = str(log_dir)
-    return log_dir, ckpt
+    return log_dir, ckpt, created
+
+
+def resume_state(ckpt: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the tasks' saved state, the data position) of a checkpoint to continue from; one-line errors."""
+    checkpoint = read_checkpoint(ckpt)
+    try:
+        position = checkpoint["mtl"]
+        states = checkpoint["hyper_parameters"]["task_state"]
+        int(position["epoch"]), int(position["batches_done"]), int(position["csv_rows"]), int(position["global_step"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{ckpt}: not a checkpoint to resume from (no training state: {exc})") from exc
+    return dict(states), dict(position)
 
 
 def build_trainer(
-    cfg: argparse.Namespace,
-    log_dir: Path,
-    csv_logger: CSVMetrics,
-    purge_step: int | None,
-    extra_callbacks: Sequence[pl.Callback] = (),
+    cfg: argparse.Namespace, log_dir: Path, loggers: list[Any], callbacks: Sequence[pl.Callback]
 ) -> pl.Trainer:
-    tensorboard = TensorBoardLogger(
-        save_dir=str(log_dir), name="", version="", default_hp_metric=False, purge_step=purge_step
-    )
+    # best.ckpt holds the weights and the run's flags only: it is what predictions and submissions use.
     best = ModelCheckpoint(
         dirpath=log_dir / "checkpoints",
         filename="best",
         monitor="checkpoint_rank",
         mode="max",
         save_top_k=1,
+        save_weights_only=True,
         auto_insert_metric_name=False,
         enable_version_counter=False,
     )
@@ -92,8 +125,8 @@ def build_trainer(
         strategy=cfg.strategy,
         precision=cfg.precision,
         max_epochs=cfg.num_epochs,
-        logger=[tensorboard, csv_logger],
-        callbacks=[LastCheckpoint(log_dir / "checkpoints", cfg.checkpoint_every_n_steps), best, *extra_callbacks],
+        logger=loggers,
+        callbacks=[*callbacks, best],
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
@@ -107,33 +140,72 @@ def build_trainer(
 
 def run_training(cfg: argparse.Namespace, extra_callbacks: Sequence[pl.Callback] = ()) -> Path:
     """Train (or continue) one run; returns the run directory. ``extra_callbacks``: e.g. a tuner's pruning hook."""
-    log_dir, ckpt = prepare_run_dir(cfg)
+    log_dir, ckpt, created = prepare_run_dir(cfg)
+    try:
+        return _train(cfg, log_dir, ckpt, extra_callbacks)
+    except BaseException:
+        # A new run that stopped before its first checkpoint leaves nothing behind to confuse a rerun.
+        if created and is_launcher_process() and not (log_dir / "checkpoints" / "last.ckpt").exists():
+            shutil.rmtree(log_dir, ignore_errors=True)
+        raise
+
+
+def _train(cfg: argparse.Namespace, log_dir: Path, ckpt: Path | None, extra_callbacks: Sequence[pl.Callback]) -> Path:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
-    datamodule = MiniScapesDataModule(cfg)
-    resume_state = None
+    layout = build_dataset(cfg)
+    height, width = layout.image_size("train")
+    if cfg.aug_input_crop_size > max(height, width):
+        raise RunSetupError(
+            f"--aug_input_crop_size {cfg.aug_input_crop_size} is larger than the {width}×{height} training images: "
+            f"a crop would be mostly padding; use at most {max(height, width)}"
+        )
     if ckpt is not None:
-        checkpoint = read_checkpoint(ckpt)
-        hparams = checkpoint["hyper_parameters"]
-        depth_mean, depth_std = hparams["depth_mean"], hparams["depth_std"]
-        resume_state = checkpoint["mtl"]
-        datamodule.pending_resume = (resume_state["epoch"], resume_state["batches_done"])
-        del checkpoint
+        states, position = resume_state(ckpt)
     else:
-        depth_mean, depth_std = depth_statistics(cfg)
+        states = {name: TASKS[name].prepare(cfg, layout) for name in cfg.tasks}
+        position = None
+    predictor = Predictor.from_flags(cfg, states)
+    datamodule = TrainingData(cfg, layout, predictor.tasks)
+    if position is not None:
+        datamodule.pending_resume = (position["epoch"], position["batches_done"])
     csv_logger = CSVMetrics(log_dir)
-    if resume_state is not None:
-        csv_logger.truncate(resume_state["csv_rows"])
-    purge_step = None if resume_state is None else resume_state["global_step"]
-    trainer = build_trainer(cfg, log_dir, csv_logger, purge_step, extra_callbacks)
-    module = MultiTaskModule(plain_values(cfg), depth_mean, depth_std)
-    module.csv_logger = csv_logger
+    if position is not None:
+        csv_logger.truncate(position["csv_rows"])
+    tensorboard = TensorBoardLogger(
+        save_dir=str(log_dir), name="", version="", default_hp_metric=False,
+        purge_step=None if position is None else position["global_step"],
+    )
+    last = LastCheckpoint(log_dir / "checkpoints", cfg.checkpoint_every_n_steps)
+    pictures = Pictures(
+        cfg.num_steps_visualization_first,
+        cfg.num_steps_visualization_interval,
+        cfg.visualize_num_samples_in_batch,
+        cfg.observe_train_ids,
+        cfg.observe_valid_ids,
+    )
+    callbacks = [ResumeState(csv_logger, position), last, pictures, *extra_callbacks]
+    trainer = build_trainer(cfg, log_dir, [tensorboard, csv_logger], callbacks)
+    module = MultiTaskModule(
+        predictor,
+        build_weighting(cfg, cfg.tasks),
+        layout,
+        OptimizerOptions.from_flags(cfg),
+        ScheduleOptions.from_flags(cfg),
+        hparams={"config": plain_values(cfg), "task_state": states},
+        log_every_n_steps=cfg.log_every_n_steps,
+    )
     module.set_steps_per_epoch(datamodule.steps_per_epoch(trainer.world_size))
     if module.steps_per_epoch == 0:
         raise RunSetupError(
             f"--batch_size {cfg.batch_size}: the train split ({len(datamodule.train_dataset)} samples) "
             "gives no full batch per process"
+        )
+    if position is not None and position["global_step"] >= cfg.num_epochs * module.steps_per_epoch:
+        raise NothingToDo(
+            f"{log_dir} has finished its {cfg.num_epochs} epochs; to train it longer, resume with a larger "
+            f"--num_epochs (e.g. mtl train --resume {log_dir} --num_epochs {2 * cfg.num_epochs})"
         )
     with warnings.catch_warnings():
         # Our sampler resumes mid-epoch itself (mtl.engine.data); Lightning cannot see that and warns.
@@ -145,5 +217,13 @@ def run_training(cfg: argparse.Namespace, extra_callbacks: Sequence[pl.Callback]
             # Lightning's own handler is active until training starts (then LastCheckpoint's takes over):
             # no step was taken since the last checkpoint, so there is nothing to save.
             raise TrainingInterrupted(signal.SIGTERM, ckpt) from exc
+        except NonFiniteLoss as exc:
+            saved = last.saved_step is not None or last.path.exists()
+            step = f" (step {last.saved_step})" if last.saved_step is not None else ""
+            where = f"the last good checkpoint is {last.path}{step}" if saved else "no checkpoint was written"
+            raise NonFiniteLoss(
+                f"{exc}; training stopped before this step, {where}; continue with mtl train --resume {log_dir} "
+                "(add --allow_changed_code to change flags such as --optimizer_lr)"
+            ) from exc
     csv_logger.save()
     return log_dir

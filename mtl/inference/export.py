@@ -1,7 +1,8 @@
-"""ONNX export of a trained model, with normalisation and the depth decode inside the graph, and its check.
+"""ONNX export of a trained model, with normalisation and each task's decode inside the graph, and its check.
 
-The graph takes float32 RGB in 0..255 (B×3×H×W, any batch and size) and returns ``semseg_logits``
-(B×19×H×W) and ``depth_m`` (B×1×H×W, metres) — only the final prediction of deep-supervision models.
+The graph takes float32 RGB in 0..255 (B×3×H×W, any batch and size) and returns one output per task,
+named by the task (e.g. ``semseg_logits`` B×19×H×W, ``depth_m`` B×1×H×W in metres) — only the final
+prediction of deep-supervision models.
 It is written with the TorchScript-based exporter (``dynamo=False``): for these models it keeps batch,
 height and width dynamic, takes seconds, and honours any opset, whereas the dynamo exporter of torch 2.13
 took over a minute here and failed its opset down-conversion below 18 (see docs/TOOLS.md).
@@ -22,12 +23,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mtl.data.classes import CLASS_NAMES
 from mtl.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from mtl.engine.module import final
-from mtl.losses.depth_units import DepthUnit
+from mtl.inference.predictor import Predictor
+from mtl.tasks import final
 
-OUTPUT_NAMES = {"semseg": "semseg_logits", "depth": "depth_m"}
 DEFAULT_OPSET = 17
 # A check passes when max|onnx − torch| ≤ CHECK_TOLERANCE · max(1, max|torch|) for every output.
 CHECK_TOLERANCE = 1e-4
@@ -38,34 +37,24 @@ class ExportError(RuntimeError):
 
 
 class ExportModel(nn.Module):
-    """What the exported graph computes: RGB 0..255 → (semseg logits, depth in metres), final outputs only."""
+    """What the exported graph computes: RGB 0..255 → each task's exported output (``Task.export``)."""
 
-    def __init__(self, model: nn.Module, depth_unit: DepthUnit, tasks: Sequence[str]) -> None:
+    def __init__(self, predictor: Predictor) -> None:
         super().__init__()
-        self.model = model
-        self.depth_unit = depth_unit
-        self.tasks = tuple(t for t in OUTPUT_NAMES if t in tasks)
+        self.model = predictor.model
+        self.tasks = predictor.tasks
+        self.dataset = predictor.dataset
         # Buffers, not torch.tensor() in forward: the tracer keeps them as constants without warnings.
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255, persistent=False)
 
-    @classmethod
-    def from_module(cls, module: Any) -> ExportModel:
-        """From a MultiTaskModule (as load_module returns it), in eval mode."""
-        return cls(module.model, module.depth_unit, module.tasks).eval()
-
     @property
     def output_names(self) -> list[str]:
-        return [OUTPUT_NAMES[t] for t in self.tasks]
+        return [task.onnx_output for task in self.tasks.values()]
 
     def forward(self, rgb: Tensor) -> tuple[Tensor, ...]:
         outputs = self.model((rgb.float() - self.mean) / self.std)
-        result = []
-        if "semseg" in self.tasks:
-            result.append(final(outputs["semseg"]))
-        if "depth" in self.tasks:
-            result.append(self.depth_unit.decode(final(outputs["depth"])))
-        return tuple(result)
+        return tuple(task.export(final(outputs[name])) for name, task in self.tasks.items())
 
 
 def export_onnx(
@@ -114,8 +103,7 @@ def export_onnx(
     props = {
         "input": "rgb: float32 B×3×H×W, RGB values 0..255 (ImageNet normalisation is inside the graph)",
         "outputs": ", ".join(names),
-        "semseg_classes": json.dumps(list(CLASS_NAMES)),
-        "depth_unit": "metres",
+        **{k: v for task in wrapper.tasks.values() for k, v in task.onnx_metadata().items()},
         **(metadata or {}),
     }
     onnx.helper.set_model_props(model, {k: str(v) for k, v in props.items()})

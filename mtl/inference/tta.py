@@ -1,8 +1,9 @@
 """Test-time augmentation: average the predictions over horizontal flips and input scales.
 
-Semseg averages softmax probabilities; depth averages metres (each view is decoded from the training unit
-first, because the mean of e.g. log-depth units is not the mean depth). Each view resizes the input
-bilinearly, predicts, and resizes the outputs back to the input size, so any scale works on any image size.
+Each view resizes the input bilinearly and predicts; each task says what is averaged (``Task.tta_term``:
+softmax probabilities, metres, unit vectors), mapping its output back to the input's frame and size with
+the ``back`` function it is given where the mapping belongs (logits before the softmax, depth after the
+decode into metres), and how the sum becomes a prediction (``Task.tta_result``).
 """
 
 from __future__ import annotations
@@ -12,28 +13,30 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from mtl.engine.module import final
+from mtl.inference.predictor import Predictor
 from mtl.models.ops import resize
+from mtl.tasks import Task, final
 
 
 class TestTimeAugmentation(nn.Module):
-    """Wraps a MultiTaskModule; ``predict`` has the module's contract, so evaluate_split accepts it."""
+    """Wraps a Predictor; ``predict`` and ``tasks`` have the predictor's contract, so evaluation accepts it."""
 
     __test__ = False  # not a pytest test class, despite the name
 
-    def __init__(self, module: nn.Module, scales: Sequence[float] = (0.75, 1.0, 1.25), flip: bool = True) -> None:
+    def __init__(self, predictor: Predictor, scales: Sequence[float] = (0.75, 1.0, 1.25), flip: bool = True) -> None:
         super().__init__()
         if not scales or any(not s > 0 for s in scales):
             raise ValueError(f"TTA scales must be positive numbers, got {list(scales)}")
-        self.module = module
+        self.predictor = predictor
+        self.tasks = predictor.tasks
+        self.dataset = predictor.dataset
         self.views = [(float(s), f) for s in scales for f in ((False, True) if flip else (False,))]
 
     @torch.no_grad()
     def predict(self, rgb: Tensor) -> dict[str, Tensor]:
-        """Semseg trainIds (B×H×W int64) and depth in metres (B×H×W float32) for uint8-valued RGB B×3×H×W."""
+        """Each task's prediction for uint8-valued RGB B×3×H×W, averaged over the views."""
         size = tuple(rgb.shape[-2:])
-        scores: Tensor | None = None
-        depth: Tensor | None = None
+        totals: dict[str, Tensor] = {}
         for scale, flip in self.views:
             x = rgb.float()
             view_size = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
@@ -41,26 +44,16 @@ class TestTimeAugmentation(nn.Module):
                 x = resize(x, view_size)
             if flip:
                 x = x.flip(-1)
-            outputs = self.module(x)
-            if "semseg" in outputs:
-                logits = self._back(final(outputs["semseg"]), flip, size)
-                # One view needs no softmax: its argmax is the logits' argmax, and skipping softmax avoids
-                # its rounding ties, so a single identity view reproduces plain prediction bit for bit.
-                view_scores = logits if len(self.views) == 1 else logits.softmax(1)
-                scores = view_scores if scores is None else scores + view_scores
-            if "depth" in outputs:
-                metres = self._back(self.module.depth_unit.decode(final(outputs["depth"])), flip, size)
-                depth = metres if depth is None else depth + metres
-        result = {}
-        if scores is not None:
-            result["semseg"] = scores.argmax(1)
-        if depth is not None:
-            result["depth"] = (depth / len(self.views))[:, 0]
-        return result
+            for name, output in self.predictor(x).items():
+                task = self.tasks[name]
+                back = lambda t, task=task, flip=flip: self._back(task, t, flip, size)  # noqa: E731
+                term = task.tta_term(final(output), len(self.views), back)
+                totals[name] = term if name not in totals else totals[name] + term
+        return {name: self.tasks[name].tta_result(total, len(self.views)) for name, total in totals.items()}
 
     @staticmethod
-    def _back(x: Tensor, flip: bool, size: tuple[int, int]) -> Tensor:
-        """Undo a view's flip and scale on a B×C×h×w output."""
+    def _back(task: Task, x: Tensor, flip: bool, size: tuple[int, ...]) -> Tensor:
+        """Undo a view's flip and scale on a B×C×h×w term."""
         if flip:
-            x = x.flip(-1)
+            x = task.flip_back(x)
         return x if tuple(x.shape[-2:]) == size else resize(x, size)

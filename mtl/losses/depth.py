@@ -10,12 +10,19 @@ Computation is in float32 whatever the prediction dtype (mixed precision).
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 from torch import Tensor
 
-from mtl.losses.depth_units import DepthUnit
+
+class DepthUnit(Protocol):
+    """What the losses need of a depth unit (``mtl.tasks.depth``): its value range and log metres."""
+
+    range: tuple[float, float]
+
+    def log_metres(self, x: Tensor) -> Tensor: ...
+
 
 BERHU_THRESHOLD = 0.2  # c = 0.2·max|residual| per image (Laina et al. 2016)
 SILOG_LAMBDA = 0.15  # sqrt(Var(ε) + λ·E[ε]²), i.e. the E[ε²] − 0.85·E[ε]² form of Eigen et al. / AdaBins

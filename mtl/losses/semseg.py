@@ -1,14 +1,12 @@
-"""Semantic segmentation loss: cross-entropy that ignores label 255."""
+"""Semantic segmentation loss: cross-entropy that ignores one label (255 in the Cityscapes convention)."""
 
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtl.data.classes import IGNORE_INDEX
 
-
-def semseg_loss(logits: Tensor, target: Tensor) -> Tensor:
+def semseg_loss(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Tensor:
     """Mean cross-entropy over the non-ignored pixels of the batch (B×C×H×W logits, B×H×W int64 labels).
 
     Summed then divided by the labelled-pixel count instead of ``reduction="mean"``, which returns NaN
@@ -19,6 +17,6 @@ def semseg_loss(logits: Tensor, target: Tensor) -> Tensor:
             f"semseg loss expects B×C×H×W logits and B×H×W labels of the same size, "
             f"got {tuple(logits.shape)} and {tuple(target.shape)}"
         )
-    total = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="sum")
-    count = (target != IGNORE_INDEX).sum().clamp_min(1)
+    total = F.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="sum")
+    count = (target != ignore_index).sum().clamp_min(1)
     return total / count

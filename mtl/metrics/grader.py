@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import re
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,13 +23,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from mtl.data.classes import CLASS_NAMES, NUM_CLASSES, TASKS
 from mtl.data.formats import DataFormatError, decode_depth, read_depth, read_semseg
 from mtl.metrics.depth import DepthMetrics
-from mtl.metrics.safezip import GiB, MiB, SafeZip, SubmissionError
+from mtl.metrics.safezip import GiB, MiB, SafeZip, SubmissionError, _reason, _shown
 from mtl.metrics.score import summary
 from mtl.metrics.semseg import SemsegMetrics
 
@@ -67,7 +68,7 @@ def _prediction_entries(archive: SafeZip, indices: list[int], gt: Path) -> dict[
         match = _PREDICTION_NAME.fullmatch(name)
         if not match:
             raise SubmissionError(
-                f"{archive.path}: unexpected entry {name!r} "
+                f"{archive.path}: unexpected entry {_shown(name)} "
                 "(predictions/ may only hold semseg/<i>.png and depth/<i>.png)"
             )
         task, index = match.group(1), int(match.group(2))
@@ -86,9 +87,17 @@ def _read_prediction(archive: SafeZip, name: str, task: str, size: tuple[int, in
     where = f"{archive.path}: entry {name!r}"
     data = archive.read(name)
     try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
-    except Exception as exc:  # PIL raises many types for garbage input
-        raise SubmissionError(f"{where} is not a decodable PNG ({exc})") from exc
+        with warnings.catch_warnings():
+            # A header declaring a huge image only warns; make it a rejection like any other bad header.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))  # reads the header only
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # By design, not by listing: PIL raises many types for garbage input (UnidentifiedImageError, OSError,
+        # SyntaxError, ValueError, struct.error, zlib.error, DecompressionBombError, …).
+        why = "not an image format PIL knows" if isinstance(exc, UnidentifiedImageError) else _reason(exc)
+        raise SubmissionError(f"{where} is not a decodable PNG ({why})") from exc
     if image.format != "PNG":
         raise SubmissionError(f"{where} is a {image.format} image, expected PNG")
     if image.mode not in PREDICTION_MODES[task]:
@@ -98,10 +107,15 @@ def _read_prediction(archive: SafeZip, name: str, task: str, size: tuple[int, in
             f"{where} has size {image.size[0]}x{image.size[1]}, the ground truth is {size[0]}x{size[1]}"
         )
     try:
+        # Size and mode were checked, so decoding costs at most one ground-truth-sized image. PIL refuses
+        # truncated data (ImageFile.LOAD_TRUNCATED_IMAGES: False by default, never set by mtl), so no partial image
+        # is scored.
         image.load()
-    except Exception as exc:
-        raise SubmissionError(f"{where} is not a decodable PNG ({exc})") from exc
-    codes = np.asarray(image, dtype=np.uint8)
+        codes = np.asarray(image, dtype=np.uint8)
+    except MemoryError:
+        raise
+    except Exception as exc:  # as above: whatever PIL raises, the entry cannot be decoded
+        raise SubmissionError(f"{where} is not a decodable PNG ({_reason(exc)})") from exc
     if task == "semseg":
         bad = codes >= NUM_CLASSES
         if bad.any():

@@ -4,6 +4,8 @@ Every entry is vetted when the archive is opened (names that could escape an ext
 symbolic links, encryption, duplicates, declared total size); entries are only ever read into memory,
 never extracted, and a read never decompresses more than the entry's declared (and limited) size, so
 an archive that lies about its sizes (a zip bomb) costs at most the limit and fails its CRC check.
+Whatever zipfile or a decompressor raises on opening the archive or reading an entry becomes a
+SubmissionError: one line naming the archive (and the entry), never a traceback.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import re
 import stat
 import zipfile
-import zlib
 from pathlib import Path
 from typing import BinaryIO
 
@@ -39,6 +40,18 @@ def _unsafe_name_reason(raw_name: str) -> str | None:
     return None
 
 
+def _shown(name: str, limit: int = 120) -> str:
+    """An entry name fit for a one-line message: quoted and escaped (repr), and cut when it is very long."""
+    text = repr(name)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…' ({len(name)} characters)"
+
+
+def _reason(exc: BaseException, limit: int = 300) -> str:
+    """An exception as a one-line reason: whitespace (newlines included) collapsed, cut when very long."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class SafeZip:
     """A vetted, read-only view of a zip archive; use as a context manager.
 
@@ -55,8 +68,13 @@ class SafeZip:
             raise SubmissionError(f"{self.path}: no such file")
         try:
             self._zip = zipfile.ZipFile(self.path)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-            raise SubmissionError(f"{self.path}: not a readable zip archive ({exc})") from exc
+        except MemoryError:
+            raise  # no verdict on the archive: opening reads its central directory, never more than the file
+        except Exception as exc:
+            # By design, not by listing: on hostile input zipfile raises BadZipFile, NotImplementedError (an
+            # out-of-range "version needed"), UnicodeDecodeError (names), struct.error, ValueError, OSError,
+            # EOFError, …, and which one depends on the Python version. Whatever it is, the archive is unreadable.
+            raise SubmissionError(f"{self.path}: not a readable zip archive ({_reason(exc)})") from exc
         try:
             self._infos = self._vet(self._zip.infolist())
         except SubmissionError:
@@ -68,15 +86,17 @@ class SafeZip:
         total = 0
         for info in infos:
             name = info.orig_filename
+            if not name:
+                raise SubmissionError(f"{self.path}: an entry has an empty name")
             reason = _unsafe_name_reason(name)
             if reason:
-                raise SubmissionError(f"{self.path}: entry {name!r} escapes the archive ({reason})")
+                raise SubmissionError(f"{self.path}: entry {_shown(name)} escapes the archive ({reason})")
             if stat.S_ISLNK(info.external_attr >> 16):
-                raise SubmissionError(f"{self.path}: entry {name!r} is a symbolic link; links are not allowed")
+                raise SubmissionError(f"{self.path}: entry {_shown(name)} is a symbolic link; links are not allowed")
             if info.flag_bits & 0x1:
-                raise SubmissionError(f"{self.path}: entry {name!r} is encrypted")
+                raise SubmissionError(f"{self.path}: entry {_shown(name)} is encrypted")
             if name in by_name:
-                raise SubmissionError(f"{self.path}: entry {name!r} appears more than once")
+                raise SubmissionError(f"{self.path}: entry {_shown(name)} appears more than once")
             by_name[name] = info
             total += info.file_size
         if total > self.max_total_bytes:
@@ -104,16 +124,24 @@ class SafeZip:
         info = self._infos[name]
         if info.file_size > self.max_entry_bytes:
             raise SubmissionError(
-                f"{self.path}: entry {name!r} declares {info.file_size} bytes, over the per-entry limit of "
+                f"{self.path}: entry {_shown(name)} declares {info.file_size} bytes, over the per-entry limit of "
                 f"{self.max_entry_bytes}"
             )
         try:
             with self._zip.open(info) as stream:
-                return read_limited(stream, info.file_size, f"{self.path}: entry {name!r}")
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, OSError) as exc:
-            # A bomb that under-declares its size ends here: zipfile stops at the declared size and the CRC
-            # of the truncated data does not match.
-            raise SubmissionError(f"{self.path}: entry {name!r} is corrupt or unreadable ({exc})") from exc
+                return read_limited(stream, info.file_size, f"{self.path}: entry {_shown(name)}")
+        except (SubmissionError, MemoryError):
+            # A MemoryError is no verdict on the entry: the declared size is limited and reads stop there.
+            raise
+        except Exception as exc:
+            # By design, not by listing: each decompressor has its own errors (zlib.error, _lzma.LZMAError,
+            # OSError from bz2, struct.error from a short LZMA header, NotImplementedError for an unknown
+            # method, BadZipFile for a bad header or CRC, EOFError, …). Whatever it is, the entry is unreadable.
+            # A bomb that under-declares its size ends here too: zipfile stops at the declared size and the
+            # CRC of the truncated data does not match.
+            raise SubmissionError(
+                f"{self.path}: entry {_shown(name)} is corrupt or unreadable ({_reason(exc)})"
+            ) from exc
 
 
 def read_limited(stream: BinaryIO, limit: int, what: str) -> bytes:

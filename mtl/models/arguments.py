@@ -1,36 +1,20 @@
-"""Command-line flags of the model zoo (course names first), shared by training and `mtl complexity`.
+"""Command-line flags of the model zoo (course names first) and their mapping onto typed options.
 
 Torch-free on purpose: commands add these flags when the CLI is built, and `mtl --help` must stay quick.
+Model and encoder names are checked against their registries, which import the model modules (and torch)
+only when a name is checked, never for `--help`.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-from collections.abc import Iterator
 
-from mtl.cli.args import bool_list, int_list, positive_int, str2bool
+from mtl.flags import bool_flag, bool_list, int_list, positive_int
+from mtl.models.options import ContextOptions, DecoderOptions, EncoderOptions, ModelOptions
+from mtl.models.registry import ENCODERS, MODELS
 
 MAIN_MODELS = ("deeplabv3p", "branched", "distillation")
 EXTRA_SKIP_SCALES = (2, 8)
-
-
-class _RegisteredNames:
-    """argparse ``choices`` that read a registry only when a value is checked or help is shown."""
-
-    def __init__(self, table: str):
-        self.table = table
-
-    def _names(self) -> list[str]:
-        import mtl.models
-
-        return sorted(getattr(mtl.models, self.table))
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._names()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names())
 
 
 def _dilations(value: str) -> tuple[bool, ...]:
@@ -61,36 +45,26 @@ def _extra_skips(value: str) -> tuple[int, ...]:
     return scales
 
 
-def _square(value: str) -> int:
-    number = positive_int(value)
-    if math.isqrt(number) ** 2 != number:
-        raise argparse.ArgumentTypeError(f"expected a square number (latents come from a √n × √n grid), got {value}")
-    return number
-
-
-def _flag(group: argparse._ArgumentGroup, name: str, help: str) -> None:
-    group.add_argument(name, type=str2bool, nargs="?", const=True, default=False, help=help)
-
-
 def add_model_arguments(parser: argparse.ArgumentParser, several_models: bool = False) -> argparse._ArgumentGroup:
     """Add the "model" argument group. ``several_models``: ``--model_name`` takes one or more names
     (default: the three main models; used by `mtl complexity`)."""
     group = parser.add_argument_group("model")
+    models = f"{', '.join(MAIN_MODELS)} or another registered model"
     if several_models:
         group.add_argument(
-            "--model_name", nargs="+", action="extend", choices=_RegisteredNames("MODELS"), default=None, metavar="NAME",
-            help=f"one or more of %(choices)s (default: {' '.join(MAIN_MODELS)})",
+            "--model_name", nargs="+", action="extend", choices=MODELS, default=None, metavar="NAME",
+            help=f"one or more models: {models} (default: {' '.join(MAIN_MODELS)})",
         )
     else:
         group.add_argument(
-            "--model_name", choices=_RegisteredNames("MODELS"), default="deeplabv3p", metavar="NAME",
-            help="model architecture: %(choices)s (default %(default)s)",
+            "--model_name", choices=MODELS, default="deeplabv3p", metavar="NAME",
+            help=f"model architecture: {models} (default %(default)s)",
         )
     group.add_argument(
-        "--model_encoder_name", choices=_RegisteredNames("ENCODERS"), default="resnet34", metavar="NAME",
-        help="encoder: %(choices)s (default %(default)s)",
+        "--model_encoder_name", choices=ENCODERS, default="resnet34", metavar="NAME",
+        help="encoder: resnet18, resnet34, resnet50, resnet101 or another registered encoder (default %(default)s)",
     )
-    _flag(group, "--pretrained", "initialise the encoder with ImageNet weights (torchvision file, read locally)")
+    bool_flag(group, "--pretrained", False, "initialise the encoder with ImageNet weights (torchvision file, read locally)")
     group.add_argument(
         "--pretrained_path", default=None,
         help="torchvision ResNet weights file (default: <torch hub dir>/checkpoints/<official file name>)",
@@ -112,20 +86,56 @@ def add_model_arguments(parser: argparse.ArgumentParser, several_models: bool = 
         "--head_kernel", type=int, choices=(1, 3), default=None,
         help="kernel of the prediction conv (default 3; 1 with --short_circuit, as the template)",
     )
-    _flag(group, "--short_circuit", "the course template's start: ASPP = one 1×1 ConvBNReLU, decoder = upsample + 1×1 conv")
+    bool_flag(group, "--short_circuit", False, "the course template's start: ASPP = one 1×1 ConvBNReLU, decoder = upsample + 1×1 conv")
     group.add_argument("--context", choices=("aspp", "vortex"), default="aspp", help="context module on the bottleneck")
     group.add_argument(
         "--vortex_rates", type=_odd_positive_ints, default=(3, 9, 27), metavar="R,R,R", help="vortex pooling rates (odd)"
     )
-    _flag(group, "--se", "Squeeze-and-Excitation (r=16) after the ASPP projection and after each decoder block")
+    bool_flag(group, "--se", False, "Squeeze-and-Excitation (r=16) after the ASPP projection and after each decoder block")
     group.add_argument(
         "--extra_skips", type=_extra_skips, default=(), metavar="S[,S]",
         help="extra decoder skip connections at these scales (2 and/or 8) besides 4",
     )
-    _flag(group, "--sa_scale", "learned scale α (initialised to 0) on the distillation self-attention features")
-    _flag(group, "--task_encoders", "one encoder per task instead of a shared one (branched, distillation)")
-    group.add_argument("--depth_head", choices=("plain", "adabins"), default="plain", help="depth prediction head")
-    group.add_argument("--adabins_bins", type=_square, default=256, help="adaptive bins (a square number)")
-    group.add_argument("--adabins_layers", type=positive_int, default=2, help="transformer layers of the adaptive-bins head")
-    group.add_argument("--adabins_heads", type=positive_int, default=4, help="attention heads of the adaptive-bins head")
+    bool_flag(group, "--sa_scale", False, "learned scale α (initialised to 0) on the distillation self-attention features")
+    bool_flag(group, "--task_encoders", False, "one encoder per task instead of a shared one (branched, distillation)")
     return group
+
+
+def model_options(flags: argparse.Namespace) -> ModelOptions:
+    """The one place the model flags map onto typed options; refuses meaningless combinations naming the flags."""
+    if flags.short_circuit:
+        clashes = [
+            flag
+            for flag, used in (("--context vortex", flags.context != "aspp"), ("--se", flags.se), ("--extra_skips", bool(flags.extra_skips)))
+            if used
+        ]
+        if clashes:
+            raise ValueError(f"--short_circuit replaces ASPP and the decoder; it cannot be combined with {', '.join(clashes)}")
+    decoder = DecoderOptions(
+        channels=flags.decoder_channels,
+        skip_channels=flags.skip_channels,
+        depth=flags.decoder_depth,
+        head_kernel=flags.head_kernel,
+        extra_skips=tuple(flags.extra_skips),
+        se=flags.se,
+        short_circuit=flags.short_circuit,
+    )
+    if not flags.short_circuit and decoder.blocks < 1:
+        raise ValueError(
+            f"--decoder_depth {flags.decoder_depth} with a 3×3 prediction conv leaves no feature block; "
+            "use --decoder_depth 2 or more, or --head_kernel 1"
+        )
+    return ModelOptions(
+        encoder=EncoderOptions(flags.model_encoder_name, tuple(flags.dilations), flags.pretrained, flags.pretrained_path),
+        context=ContextOptions(
+            kind=flags.context,
+            channels=flags.aspp_channels,
+            aspp_rates=tuple(flags.aspp_rates),
+            vortex_rates=tuple(flags.vortex_rates),
+            se=flags.se,
+            short_circuit=flags.short_circuit,
+        ),
+        decoder=decoder,
+        task_encoders=flags.task_encoders,
+        sa_scale=flags.sa_scale,
+    )

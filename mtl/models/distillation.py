@@ -8,7 +8,7 @@ features (no cross-task term), keeping the same outputs and deep supervision.
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -17,24 +17,25 @@ from mtl.models.attention import SelfAttention
 from mtl.models.branched import Branched
 from mtl.models.builders import build_refine_decoder
 from mtl.models.ops import resize
+from mtl.models.options import ModelOptions, TaskOutput
 from mtl.models.registry import register_model
 
 
 @register_model("distillation")
 class Distillation(Branched):
-    def __init__(self, cfg: argparse.Namespace, outputs_desc: dict[str, int]):
-        super().__init__(cfg, outputs_desc)
+    def __init__(self, outputs: Mapping[str, TaskOutput], options: ModelOptions):
+        super().__init__(outputs, options)
         channels = self.decoder[self.tasks[0]].out_channels
         self.attention = nn.ModuleDict(
             {
-                f"{source}_to_{target}": SelfAttention(channels, channels, cfg.sa_scale)
+                f"{source}_to_{target}": SelfAttention(channels, channels, options.sa_scale)
                 for target in self.tasks
                 for source in self.tasks
                 if source != target
             }
         )
         self.final_decoder = nn.ModuleDict(
-            {task: build_refine_decoder(cfg, channels, {task: outputs_desc[task]}) for task in self.tasks}
+            {task: build_refine_decoder(options.decoder, channels, {task: outputs[task]}) for task in self.tasks}
         )
 
     def forward(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:

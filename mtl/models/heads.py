@@ -7,23 +7,23 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from mtl.models.options import TaskOutput
+
 
 class PredictionHead(nn.Module):
-    """One k×k conv (with bias) for all tasks with plain heads, split per task, plus optional
-    dedicated heads (e.g. adaptive bins for depth) that replace the conv's channels of their task.
+    """One k×k conv (with bias) for all tasks with plain outputs, split per task, plus dedicated heads
+    (e.g. adaptive bins for depth) for the tasks whose ``TaskOutput`` brings one.
 
     One conv over the summed channels is the course's joint head ("19 + 1 channels"); it equals one
     conv per task, so the same class serves the joint and the per-task decoders.
     """
 
-    def __init__(self, in_channels: int, outputs_desc: Mapping[str, int], kernel_size: int = 3, special: Mapping[str, nn.Module] | None = None):
+    def __init__(self, in_channels: int, outputs: Mapping[str, TaskOutput], kernel_size: int = 3):
         super().__init__()
-        special = dict(special or {})
-        unknown = set(special) - set(outputs_desc)
-        if unknown:
-            raise ValueError(f"dedicated heads for tasks not in outputs_desc: {sorted(unknown)}")
-        self.tasks = list(outputs_desc)
-        self.plain = {task: channels for task, channels in outputs_desc.items() if task not in special}
+        self.tasks = list(outputs)
+        # Dedicated heads are built before the conv: the order in which parameters draw their initial values.
+        special = {task: out.head(in_channels) for task, out in outputs.items() if out.head is not None}
+        self.plain = {task: out.channels for task, out in outputs.items() if out.head is None}
         self.conv = None
         if self.plain:
             self.conv = nn.Conv2d(in_channels, sum(self.plain.values()), kernel_size, padding=kernel_size // 2)

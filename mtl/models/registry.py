@@ -1,47 +1,29 @@
-"""Name → class registries for models and encoders, so adding one is a file and a decorator (no if/elif)."""
+"""Name → class registries for models and encoders, so adding one is a file and a decorator (no if/elif).
+
+Torch-free: the flags check names against these registries, which import the model modules only then."""
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import TYPE_CHECKING
 
-from torch import nn
+from mtl.models.options import ModelOptions, TaskOutput
+from mtl.plugins import Registry
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from torch import nn
 
-MODELS: dict[str, type[nn.Module]] = {}
-ENCODERS: dict[str, Callable[..., nn.Module]] = {}
+MODELS: Registry[type[nn.Module]] = Registry("model", "mtl.models")
+ENCODERS: Registry[Callable[..., nn.Module]] = Registry("encoder", "mtl.models")
 
-
-def _register(table: dict[str, T], kind: str, name: str) -> Callable[[T], T]:
-    def decorator(obj: T) -> T:
-        if name in table:
-            raise ValueError(f"{kind} {name!r} is registered twice")
-        table[name] = obj
-        return obj
-
-    return decorator
+# Class decorator: the class is built as ``cls(outputs, options)`` for ``--model_name name``.
+register_model = MODELS.register
+# Decorator for a factory ``fn(dilations) -> encoder`` used for ``--model_encoder_name name``.
+register_encoder = ENCODERS.register
 
 
-def register_model(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator: the class is built as ``cls(cfg, outputs_desc)`` for ``--model_name name``."""
-    return _register(MODELS, "model", name)
-
-
-def register_encoder(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator for a factory ``fn(dilations) -> encoder`` used for ``--model_encoder_name name``."""
-    return _register(ENCODERS, "encoder", name)
-
-
-def lookup(table: Mapping[str, T], kind: str, name: str) -> T:
-    if name not in table:
-        raise ValueError(f"unknown {kind} {name!r}; known: {', '.join(sorted(table))}")
-    return table[name]
-
-
-def build_model(cfg: argparse.Namespace, outputs_desc: Mapping[str, int]) -> nn.Module:
-    """Build ``cfg.model_name`` for ``outputs_desc`` (task → channels, e.g. {"semseg": 19, "depth": 1})."""
-    if not outputs_desc:
-        raise ValueError("outputs_desc is empty: a model needs at least one task")
-    return lookup(MODELS, "model", cfg.model_name)(cfg, dict(outputs_desc))
+def build_model(name: str, outputs: Mapping[str, TaskOutput], options: ModelOptions = ModelOptions()) -> nn.Module:
+    """Build model ``name`` producing ``outputs`` (task → TaskOutput, e.g. {"semseg": TaskOutput(19), …})."""
+    if not outputs:
+        raise ValueError("a model needs at least one task output")
+    return MODELS[name](dict(outputs), options)

@@ -83,6 +83,7 @@ class ResNet(nn.Module):
         super().__init__()
         if len(dilations) != 3:
             raise ValueError(f"dilations must be 3 booleans (layer2, layer3, layer4), got {tuple(dilations)}")
+        self.dilations = tuple(bool(d) for d in dilations)
         self.weights_file = weights_file
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)

@@ -21,7 +21,6 @@ from PIL import Image
 
 from mtl.data.classes import CLASS_COLORS, CLASS_NAMES
 from mtl.data.formats import ZMAX, ZMIN
-from mtl.engine.visualize import depth_picture
 from mtl.metrics import DEPTH_METRIC_NAMES
 from mtl.reporting.events import latest_image
 from mtl.reporting.plots import curves_svg, run_colors
@@ -193,7 +192,13 @@ def depth_section(runs: list[Run], colors: dict[str, str]) -> str:
 
 def _depth_scale_png() -> bytes:
     """A small near-to-far colour bar, drawn with the same colour map as the logged depth pictures."""
-    row = depth_picture(np.geomspace(ZMIN, ZMAX, 160)[None, :].astype(np.float32))
+    import torch
+
+    from mtl.datasets import DATASETS
+    from mtl.tasks import TASKS
+
+    depth = TASKS["depth"](DATASETS["miniscapes"].info)
+    row = depth.picture(torch.from_numpy(np.geomspace(ZMIN, ZMAX, 160)[None, :].astype(np.float32)))
     buffer = io.BytesIO()
     Image.fromarray(np.repeat(row, 12, axis=0)).save(buffer, format="PNG")
     return buffer.getvalue()

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from mtl.engine.checkpoint import read_checkpoint
+from mtl.inference.checkpoint import read_checkpoint
 from mtl.metrics import checkpoint_rank
 from mtl.reporting.events import training_time
 
@@ -163,6 +163,6 @@ def count_parameters(path: Path) -> int:
         if ckpt.is_file():
             state = read_checkpoint(ckpt)["state_dict"]
             return sum(
-                t.numel() for k, t in state.items() if k.startswith("model.") and not k.endswith(_BUFFER_SUFFIXES)
+                t.numel() for k, t in state.items() if k.startswith("predictor.model.") and not k.endswith(_BUFFER_SUFFIXES)
             )
     raise FileNotFoundError(f"{path / 'checkpoints'}: no best.ckpt or last.ckpt; parameter count left empty")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mtl.engine.config import NON_EXPERIMENT_KEYS
+from mtl.config import NON_EXPERIMENT_KEYS
 from mtl.reporting import FORMATS, SORT_KEYS
 from mtl.reporting.runs import GRADER, MIOU, SI_LOG_RMSE, Run
 

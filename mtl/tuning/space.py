@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import optuna
 import yaml
 
-from mtl.engine.config import build_parser
+from mtl.config import build_parser
 
 # Flags the tuner sets itself, or that would make a trial something other than one single-process run.
 RESERVED_FLAGS = frozenset({"help", "config", "log_dir", "name", "resume", "dataset_root", "devices", "strategy"})
@@ -85,6 +85,41 @@ class SearchSpace:
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         return {p.flag: p.as_dict() for p in self.params}
+
+    def limit_batch_size(self, most: int) -> tuple[SearchSpace, str | None]:
+        """This space with ``batch_size`` kept to at most ``most`` (choices above it dropped, a range's high end
+        lowered), and a one-line note of what changed (None: nothing did). SpaceError when nothing is left."""
+        params, note = [], None
+        for p in self.params:
+            if p.flag != "batch_size":
+                params.append(p)
+                continue
+            if p.kind == "categorical":
+                kept = tuple(c for c in p.choices if int(c) <= most)
+                dropped = [c for c in p.choices if int(c) > most]
+                if not kept:
+                    raise SpaceError(
+                        f"{self.source}: batch_size: every choice {list(p.choices)} is larger than the train split "
+                        f"({most} samples), so no trial would get a full batch"
+                    )
+                if dropped:
+                    p = replace(p, choices=kept)
+                    note = (
+                        f"batch_size {dropped} left out: the train split has only {most} samples; "
+                        f"searching {list(kept)}"
+                    )
+            elif p.high > most:
+                if p.low > most:
+                    raise SpaceError(
+                        f"{self.source}: batch_size: low ({p.low}) is larger than the train split ({most} samples), "
+                        "so no trial would get a full batch"
+                    )
+                step = p.step or 1
+                high = p.low + (most - p.low) // step * step
+                note = f"batch_size capped at {high} (was {p.high}): the train split has only {most} samples"
+                p = replace(p, high=high)
+            params.append(p)
+        return SearchSpace(params, self.source), note
 
 
 def flag_value(value: Any) -> str:

@@ -4,10 +4,15 @@ Layout: ``<runs_dir>/<study>/trial_<n>/`` (one run directory per trial), ``optun
 SQLite storage) and ``best.json``. Several workers (processes or machines) can share one study
 through an RDB URL; each runs one single-device trial at a time.
 
-Interrupted trials: a trial stopped by SIGTERM/SIGINT is recorded as FAIL and the tuner stops; one
-whose process died (kill -9, lost machine) stays RUNNING until its heartbeat is older than
-``GRACE_PERIOD_S``, then the next trial start of any worker records it as FAIL. Neither is retried:
-new trials get new numbers, and the old run directory is left as it was.
+Interrupted trials: a trial stopped by SIGTERM/SIGINT is recorded as FAIL and the tuner stops. While
+a trial runs, its worker records a heartbeat in the storage every ``heartbeat_interval`` seconds
+(Optuna's RDBStorage heartbeat); a trial whose process died (kill -9, lost machine) stays RUNNING
+until its last heartbeat is older than ``grace_period``, then the next trial start of any worker
+(or the next `mtl tune` on the study) records it as FAIL and says so in one line. Neither is
+retried: new trials get new numbers, and the old run directory is left as it was.
+
+Expected failures of a trial (flags that `mtl train` rejects, a run that cannot start, CUDA out of
+memory) are recorded as FAIL with one line of explanation, and the study goes on.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import inspect
 import io
 import json
+import logging
 import os
 import re
 import shlex
@@ -32,8 +39,8 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
-from mtl.engine.callbacks import NonFiniteLoss
-from mtl.engine.config import code_root, experiment_items, parse_config
+from mtl.engine.module import NonFiniteLoss
+from mtl.config import code_root, experiment_items, parse_config
 from mtl.engine.train import RunSetupError, run_training
 from mtl.tuning.pruning import GraderPruning
 from mtl.tuning.space import SearchSpace, flag_value, load_space
@@ -75,12 +82,37 @@ def masked(url: str) -> str:
         return url
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
+def open_storage(
+    url: str, heartbeat_interval: int | None = None, grace_period: int | None = None
+) -> optuna.storages.RDBStorage:
+    """An RDB storage with heartbeats (defaults: ``HEARTBEAT_INTERVAL_S``, ``GRACE_PERIOD_S``)."""
+    heartbeat_interval = heartbeat_interval or HEARTBEAT_INTERVAL_S
+    grace_period = grace_period or GRACE_PERIOD_S
+    if grace_period <= heartbeat_interval:
+        raise TuneError(
+            f"--grace-period {grace_period} must be longer than --heartbeat-interval {heartbeat_interval}, "
+            "or a live worker's trial would be failed between two heartbeats"
+        )
+    # Optuna 4.9 renamed the callback run for a trial failed this way (the old name warns from then on).
+    callback = "heartbeat_stale_trial_callback"
+    if callback not in inspect.signature(optuna.storages.RDBStorage).parameters:
+        callback = "failed_trial_callback"
     try:
         with _known_experimental():
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S)
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=heartbeat_interval, grace_period=grace_period, **{callback: report_stale_trial}
+            )
     except Exception as exc:  # the driver decides: bad URL, missing driver module, unreachable server, …
         raise TuneError(f"--storage {masked(url)}: cannot open it ({type(exc).__name__}: {exc})") from exc
+
+
+def report_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Optuna's ``heartbeat_stale_trial_callback``: one line for a trial whose worker stopped sending heartbeats."""
+    where = " ".join(f"{key} {trial.user_attrs[key]}" for key in ("host", "pid") if key in trial.user_attrs)
+    print(
+        f"trial {trial.number} ({where or 'unknown worker'}) stopped sending heartbeats; recorded as FAIL",
+        flush=True,
+    )
 
 
 def make_pruner(kind: str, startup_trials: int = 5, warmup_epochs: int = 1) -> optuna.pruners.BasePruner:
@@ -110,6 +142,11 @@ def best_val_grader(metrics_csv: Path) -> float | None:
     return max(values, default=None)
 
 
+# A trial that fails with one of these failed because of its flags or the machine, not because of a bug:
+# it is recorded as FAIL with one line, and the study goes on.
+EXPECTED_FAILURES = (TrialConfigError, RunSetupError, torch.cuda.OutOfMemoryError)
+
+
 class Objective:
     """One trial: sample flags, train a run with them over the base flags, return its best val grader."""
 
@@ -118,6 +155,7 @@ class Objective:
         self.base_flags = base_flags
         self.root = root
         self.submission = submission
+        self.explained: set[int] = set()  # trials whose expected failure was printed in one line
 
     def __call__(self, trial: optuna.Trial) -> float:
         overrides = {flag: flag_value(value) for flag, value in self.space.sample(trial).items()}
@@ -127,12 +165,19 @@ class Objective:
             argv += ["--prepare_submission", "no"]
         trial.set_user_attr("run_dir", os.path.abspath(run_dir))
         trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("overrides", overrides)
         trial.set_user_attr("train_argv", argv)
         print(f"trial {trial.number}: {shlex.join(_tokens(overrides))}", flush=True)
-        cfg = train_config(argv, TrialConfigError)
         try:
+            cfg = train_config(argv, TrialConfigError)
             run_training(cfg, extra_callbacks=[GraderPruning(trial)])
+        except EXPECTED_FAILURES as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            trial.set_user_attr("failed", reason)
+            self.explained.add(trial.number)
+            print(f"trial {trial.number} failed: {reason}", flush=True)
+            raise  # Optuna records FAIL; _OneLineFailures keeps its traceback off the terminal
         except NonFiniteLoss as exc:
             # A diverged run is a result, not a crash: it scores the best grader it reached (0 if none),
             # which steers the sampler away from such settings. A FAIL would be ignored by TPE.
@@ -162,6 +207,8 @@ def tune(
     seed: int = 0,
     pruner: optuna.pruners.BasePruner | None = None,
     allow_changed: bool = False,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
 ) -> optuna.Study:
     """Run ``n_trials`` more trials (and/or until ``timeout`` seconds) of a new or existing study.
 
@@ -177,11 +224,12 @@ def tune(
     space = space or load_space(default_space_path())
     root = study_dir(runs_dir, study_name)
     base = _check_base_flags(base_flags, root)
+    space = _fit_to_train_split(space, base)
     root.mkdir(parents=True, exist_ok=True)
     url = storage or default_storage(runs_dir, study_name)
     study = optuna.create_study(
         study_name=study_name,
-        storage=open_storage(url),
+        storage=open_storage(url, heartbeat_interval, grace_period),
         pruner=pruner or make_pruner("median"),
         direction="maximize",
         load_if_exists=True,
@@ -191,18 +239,56 @@ def tune(
         optuna.storages.fail_stale_trials(study)
     study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)))
     objective = Objective(space, base_flags, root, submission=_user_sets("prepare_submission", base_flags, base))
+    optuna_log = logging.getLogger("optuna.study._optimize")
+    one_line = _OneLineFailures(objective.explained)
+    optuna_log.addFilter(one_line)
     try:
         study.optimize(
             objective,
             n_trials=n_trials,
             timeout=timeout,
-            catch=(TrialConfigError, RunSetupError, torch.cuda.OutOfMemoryError),
+            catch=EXPECTED_FAILURES,
             callbacks=[lambda s, _: write_best(s, base_flags, root)],
             gc_after_trial=True,
         )
     finally:
+        optuna_log.removeFilter(one_line)
         write_best(study, base_flags, root)
     return study
+
+
+class _OneLineFailures(logging.Filter):
+    """Drops Optuna's report of a failed trial (a warning with the traceback, then the trial's value) when
+    the objective already explained that expected failure in one line; other failures keep their traceback."""
+
+    _FAILED = re.compile(r"Trial (\d+) failed ")
+
+    def __init__(self, explained: set[int]) -> None:
+        super().__init__()
+        self.explained = explained
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = self._FAILED.match(str(record.msg))
+        return not (match and int(match.group(1)) in self.explained)
+
+
+def _fit_to_train_split(space: SearchSpace, cfg: argparse.Namespace) -> SearchSpace:
+    """Leave out searched batch sizes that give no full batch of the train split (the engine drops the last
+    partial batch, so such a trial could only fail), saying so in one line; refuse when none is left."""
+    from mtl.datasets import build_dataset
+
+    samples = build_dataset(cfg).split_size("train")
+    if not any(p.flag == "batch_size" for p in space.params):
+        if cfg.batch_size > samples:
+            raise TuneError(
+                f"--batch_size {cfg.batch_size}: the train split of {cfg.dataset_root} has {samples} samples, "
+                "so no trial would get a full batch"
+            )
+        return space
+    fitted, note = space.limit_batch_size(samples)
+    if note:
+        print(f"search space: {note}", flush=True)
+    return fitted
 
 
 def best_info(study: optuna.Study, base_flags: list[str]) -> dict[str, Any] | None:
@@ -231,7 +317,7 @@ def write_best(study: optuna.Study, base_flags: list[str], root: Path) -> dict[s
     info = best_info(study, base_flags)
     if info is None:
         return None
-    tmp = root / "best.json.tmp"
+    tmp = root / f"best.json.{os.getpid()}.tmp"  # one per worker: several may finish at once
     tmp.write_text(json.dumps(info, indent=2) + "\n")
     os.replace(tmp, root / "best.json")
     return info
@@ -298,12 +384,10 @@ def _check_same_experiment(study: optuna.Study, cfg: argparse.Namespace, space: 
 
 
 def _submission(run_dir: Path, cfg: argparse.Namespace) -> None:
-    from mtl.data.miniscapes import split_size
+    from mtl.datasets import build_dataset
     from mtl.engine.submission import make_submission
 
-    try:
-        split_size(cfg.dataset_root, "test")
-    except FileNotFoundError:
+    if "test" not in build_dataset(cfg).splits():
         print(f"no test split under {cfg.dataset_root}; skipping submission.zip")
         return
     print(f"submission: {make_submission(run_dir, cfg.dataset_root, cfg.batch_size_validation)}")

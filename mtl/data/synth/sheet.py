@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image
 
-from mtl.cli.args import int_list
+from mtl.flags import int_list
 from mtl.data.classes import colorize
 from mtl.data.formats import ZMIN, encode_normals
 from mtl.data.synth.sample import render_sample

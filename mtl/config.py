@@ -1,7 +1,10 @@
 """`mtl train` configuration: the course's flag names and defaults, a YAML preset, and validation.
 
 Precedence: built-in defaults < ``--config FILE.yaml`` < flags on the command line. Every value is
-checked before any work starts, and an error names the flag.
+checked before any work starts, and an error names the flag. The flags of tasks, datasets and weighting
+methods come from their plug-ins. Values recorded in a run (config.yaml, checkpoints) go through the
+same flag types when read back (``recorded_flags``), so a hand-edited or hostile file cannot smuggle in
+a value the command line would refuse.
 """
 
 from __future__ import annotations
@@ -13,20 +16,21 @@ from typing import Any
 
 import yaml
 
-from mtl.cli.args import (
+from mtl.datasets import DATASETS
+from mtl.flags import (
+    Parser,
+    bool_flag,
     float_list,
     int_list,
+    name_list,
     non_negative_float,
+    non_negative_int,
     positive_float,
     positive_int,
-    str2bool,
-    task_list,
 )
-from mtl.data.classes import NUM_CLASSES, TASKS
-from mtl.losses import DEPTH_LOSSES, DEPTH_UNITS, WEIGHTINGS
 from mtl.models import add_model_arguments
-
-TASK_CHANNELS = {"semseg": NUM_CLASSES, "depth": 1}
+from mtl.tasks import TASKS
+from mtl.weighting import WEIGHTINGS
 
 # Flags that do not change the experiment: kept out of cmd.txt and free to change on resume
 # (the course's "invariant keys", extended with this toolkit's own run-management flags).
@@ -59,14 +63,10 @@ NON_EXPERIMENT_KEYS = frozenset(
 )
 
 
-def _bool_flag(group: argparse._ArgumentGroup, name: str, default: bool, help: str) -> None:
-    group.add_argument(name, type=str2bool, nargs="?", const=True, default=default, metavar="BOOL", help=help)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mtl train",
-        description="Train a multi-task (semseg + depth) model. Flags override values from --config.",
+        description="Train a multi-task model. Flags override values from --config.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     run = parser.add_argument_group("run")
@@ -75,27 +75,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--name", default=None, help="run name (default: timestamp + model name)")
     run.add_argument("--seed", type=int, default=0, help="seed of weights, sample order and augmentation")
     run.add_argument("--resume", default=None, help="run directory or checkpoint to continue from")
-    _bool_flag(run, "--allow_changed_code", False, "resume even if code or command line changed since the run began")
+    bool_flag(run, "--allow_changed_code", False, "resume even if code or command line changed since the run began")
     run.add_argument(
-        "--checkpoint_every_n_steps", type=int, default=500, help="periodic last.ckpt (0 = epoch ends only)"
+        "--checkpoint_every_n_steps", type=non_negative_int, default=500, help="periodic last.ckpt (0 = epoch ends only)"
     )
-    _bool_flag(
+    bool_flag(
         run, "--prepare_submission", True, "predict the test split with the best checkpoint and pack submission.zip"
     )
-    _bool_flag(run, "--progress_bar", True, "show a progress bar")
+    bool_flag(run, "--progress_bar", True, "show a progress bar")
     run.add_argument("--log_every_n_steps", type=positive_int, default=10, help="training losses logged every N steps")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset", default="miniscapes", choices=["miniscapes"], help="dataset layout")
-    data.add_argument("--dataset_root", default=None, help="folder holding train/ val/ test/ (required)")
-    data.add_argument("--tasks", type=task_list, default=TASKS, help="semseg, depth or semseg,depth")
+    data.add_argument("--dataset", default="miniscapes", choices=DATASETS, metavar="NAME", help="dataset layout: %(choices)s")
+    data.add_argument("--dataset_root", default=None, help="the dataset's folder (required)")
     data.add_argument(
-        "--depth_stats",
-        default="auto",
-        help="depth mean,std in metres for normalisation: 'auto' (from the train split), 'miniscapes' (27.0727,29.1264) or 'MEAN,STD'",
+        "--tasks", type=name_list, default=None,
+        help="comma-separated tasks among %s (default: the dataset's own, e.g. semseg,depth)" % ", ".join(TASKS),
     )
-    data.add_argument("--workers", type=int, default=16, help="training data-loader processes (capped at CPU count)")
-    data.add_argument("--workers_validation", type=int, default=4, help="validation data-loader processes")
+    data.add_argument(
+        "--workers", type=non_negative_int, default=16, help="training data-loader processes (capped at CPU count)"
+    )
+    data.add_argument("--workers_validation", type=non_negative_int, default=4, help="validation data-loader processes")
     data.add_argument("--batch_size", type=positive_int, default=4, help="training batch per process")
     data.add_argument("--batch_size_validation", type=positive_int, default=8, help="validation and test batch")
 
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="corner jitter, × half the size (< 0.5)",
     )
-    _bool_flag(aug, "--aug_geom_reflect", False, "random horizontal flip")
+    bool_flag(aug, "--aug_geom_reflect", False, "random horizontal flip")
     aug.add_argument(
         "--aug_photometric",
         type=float_list,
@@ -127,18 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(parser)
 
     loss = parser.add_argument_group("loss")
-    loss.add_argument("--loss_weight_semseg", type=non_negative_float, default=0.5, help="weight of the semseg loss")
-    loss.add_argument("--loss_weight_depth", type=non_negative_float, default=0.5, help="weight of the depth loss")
     loss.add_argument(
-        "--loss_weighting", default="fixed", choices=sorted(WEIGHTINGS), help="how task losses are combined"
+        "--loss_weighting", default="fixed", choices=WEIGHTINGS, metavar="NAME",
+        help="how task losses (or their gradients) are combined: %(choices)s",
     )
-    loss.add_argument("--loss_depth", default="l2", choices=sorted(DEPTH_LOSSES), help="depth loss (l2: the course)")
-    loss.add_argument(
-        "--depth_unit",
-        default="normalized",
-        choices=sorted(DEPTH_UNITS),
-        help="unit the network predicts depth in; metrics always use metres",
-    )
+    for name, task in TASKS.items():
+        loss.add_argument(
+            f"--loss_weight_{name}", type=non_negative_float, default=task.default_weight, help=f"weight of the {name} loss"
+        )
+    for kind, registry in (("task", TASKS), ("dataset", DATASETS), ("weighting", WEIGHTINGS)):
+        for name, plugin in registry.items():
+            plugin.add_arguments(parser.add_argument_group(f"{kind} {name}"))
 
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--num_epochs", type=positive_int, default=16, help="epochs (may grow when resuming)")
@@ -154,17 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["epoch", "step"],
         help="poly per epoch (the course) or per step",
     )
-    opt.add_argument("--lr_warmup", type=int, default=0, help="linear warm-up length in scheduler units")
+    opt.add_argument("--lr_warmup", type=non_negative_int, default=0, help="linear warm-up length in scheduler units")
 
     vis = parser.add_argument_group("visualisation")
     vis.add_argument(
-        "--num_steps_visualization_first", type=int, default=100, help="step of the first train/batch_crops image"
+        "--num_steps_visualization_first", type=non_negative_int, default=100, help="step of the first train/batch_crops image"
     )
     vis.add_argument(
-        "--num_steps_visualization_interval", type=int, default=1000, help="steps between train/batch_crops images"
+        "--num_steps_visualization_interval", type=non_negative_int, default=1000,
+        help="steps between train/batch_crops images (0: none after the first)",
     )
     vis.add_argument(
-        "--visualize_num_samples_in_batch", type=int, default=8, help="crops shown per train/batch_crops image"
+        "--visualize_num_samples_in_batch", type=non_negative_int, default=8, help="crops shown per train/batch_crops image"
     )
     vis.add_argument(
         "--observe_train_ids", type=int_list, default=(0, 100), help="train samples shown after each validation"
@@ -180,9 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--strategy", default="auto", choices=["auto", "ddp", "ddp_spawn"], help="ddp: one process per device"
     )
     hw.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"], help="numeric precision")
-    _bool_flag(hw, "--channels_last", False, "channels-last memory format (faster convolutions on GPUs)")
-    _bool_flag(hw, "--compile", False, "torch.compile the model")
-    _bool_flag(hw, "--deterministic", False, "deterministic algorithms (slower; for exact reproduction)")
+    bool_flag(hw, "--channels_last", False, "channels-last memory format (faster convolutions on GPUs)")
+    bool_flag(hw, "--compile", False, "torch.compile the model")
+    bool_flag(hw, "--deterministic", False, "deterministic algorithms (slower; for exact reproduction)")
     return parser
 
 
@@ -208,16 +208,24 @@ def load_yaml_preset(parser: argparse.ArgumentParser, path: str) -> dict[str, An
         values = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError:
         parser.error(f"--config: file not found: {path}")
-    except yaml.YAMLError as exc:
-        parser.error(f"--config: {path} is not valid YAML ({exc})")
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        parser.error(f"--config: {path} is not valid YAML ({str(exc).splitlines()[0]})")
     if not isinstance(values, dict):
         parser.error(f"--config: {path} must hold a mapping of flag names to values")
+    try:
+        return convert_values(parser, values, ignore=("help", "config", "resume"))
+    except ValueError as exc:
+        parser.error(f"--config: {path}: {exc}")
+
+
+def convert_values(parser: argparse.ArgumentParser, values: dict, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Recorded flag values → parsed ones, each through its flag's type and choices; ValueError names the flag."""
     actions = {a.dest: a for a in parser._actions}
     out: dict[str, Any] = {}
     for key, value in values.items():
-        key = key.lstrip("-")
-        if key not in actions or key in ("help", "config", "resume"):
-            parser.error(f"--config: {path} sets unknown flag {key!r}")
+        key = str(key).lstrip("-")
+        if key not in actions or key in ignore:
+            raise ValueError(f"sets unknown flag {key!r}")
         action = actions[key]
         if isinstance(value, (list, tuple)):
             value = ",".join(str(v) for v in value)
@@ -225,42 +233,39 @@ def load_yaml_preset(parser: argparse.ArgumentParser, path: str) -> dict[str, An
             try:
                 value = action.type(str(value))
             except (argparse.ArgumentTypeError, ValueError) as exc:
-                parser.error(f"--config: {path}: --{key}: {exc}")
+                raise ValueError(f"--{key}: {exc}") from exc
         if action.choices is not None and value is not None and value not in action.choices:
-            parser.error(f"--config: {path}: --{key} must be one of {list(action.choices)}, got {value!r}")
+            raise ValueError(f"--{key} must be one of {list(action.choices)}, got {value!r}")
         out[key] = value
     return out
+
+
+def recorded_flags(values: dict) -> argparse.Namespace:
+    """The flags of a run from its recorded values (defaults for flags added since); ValueError names the flag."""
+    if not isinstance(values, dict):
+        raise ValueError("recorded flags are not a mapping")
+    parser = build_parser()
+    flags = parser.parse_args([])
+    for key, value in convert_values(parser, values).items():
+        setattr(flags, key, value)
+    if flags.tasks is None:
+        raise ValueError("no --tasks recorded")
+    return flags
 
 
 def validate(parser: argparse.ArgumentParser, cfg: argparse.Namespace) -> None:
     if cfg.dataset_root is None and cfg.resume is None:
         parser.error("--dataset_root is required")
-    if cfg.dataset_root is not None and not (Path(cfg.dataset_root) / "train").is_dir():
-        parser.error(f"--dataset_root: {cfg.dataset_root} has no train/ folder (expected the MiniScapes layout)")
     if cfg.aug_geom_scale_min > cfg.aug_geom_scale_max:
         parser.error("--aug_geom_scale_min must not exceed --aug_geom_scale_max")
     if cfg.aug_geom_tilt_max_deg > 45:
         parser.error("--aug_geom_tilt_max_deg must be at most 45")
     if len(cfg.aug_photometric) != 4 or min(cfg.aug_photometric) < 0:
         parser.error("--aug_photometric takes four non-negative numbers: brightness,contrast,saturation,hue")
-    if cfg.workers < 0 or cfg.workers_validation < 0:
-        parser.error("--workers and --workers_validation must be ≥ 0")
-    if cfg.checkpoint_every_n_steps < 0:
-        parser.error("--checkpoint_every_n_steps must be ≥ 0")
-    if cfg.lr_warmup < 0:
-        parser.error("--lr_warmup must be ≥ 0")
-    if cfg.depth_stats not in ("auto", "miniscapes"):
-        try:
-            mean, std = float_list(cfg.depth_stats)
-            assert std > 0
-        except (ValueError, AssertionError, argparse.ArgumentTypeError):
-            parser.error(
-                f"--depth_stats: expected 'auto', 'miniscapes' or 'MEAN,STD' with STD > 0, got {cfg.depth_stats!r}"
-            )
     if cfg.devices != "auto":
         try:
             positive_int(cfg.devices)
-        except (ValueError, argparse.ArgumentTypeError):
+        except argparse.ArgumentTypeError:
             parser.error(f"--devices: expected a positive integer or 'auto', got {cfg.devices!r}")
     if cfg.resume is not None and not Path(cfg.resume).exists():
         parser.error(f"--resume: {cfg.resume} does not exist")
@@ -268,11 +273,30 @@ def validate(parser: argparse.ArgumentParser, cfg: argparse.Namespace) -> None:
         value = getattr(cfg, key)
         if value is not None and _inside(Path(value), code_root()):
             parser.error(f"--{key}: {value} lies inside the code folder {code_root()}; put runs and data elsewhere")
+    _check_dataset_and_tasks(parser, cfg)
+
+
+def _check_dataset_and_tasks(parser: argparse.ArgumentParser, cfg: argparse.Namespace) -> None:
+    """Tasks default to the dataset's own and are put in its order; the train split must hold their ground truth."""
+    info = DATASETS[cfg.dataset].info
+    tasks = info.default_tasks if cfg.tasks is None else tuple(cfg.tasks)
+    unknown = [t for t in tasks if t not in info.tasks]
+    if unknown:
+        parser.error(f"--tasks: {cfg.dataset} has no task {unknown[0]!r}; choose among {','.join(info.tasks)}")
+    cfg.tasks = tuple(t for t in info.tasks if t in tasks)
+    if cfg.dataset_root is None:
+        return
+    layout = DATASETS[cfg.dataset].from_flags(cfg)
+    if "train" not in layout.splits():
+        parser.error(f"--dataset_root: {cfg.dataset_root} has no train/ folder (expected the {cfg.dataset} layout)")
+    lacking = [t for t in cfg.tasks if t not in layout.tasks_in("train")]
+    if lacking:
+        parser.error(f"--tasks: the train split of {cfg.dataset_root} has no {lacking[0]} ground truth")
 
 
 def code_root() -> Path:
     """The folder holding the `mtl` package: what source.zip snapshots."""
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parent
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -298,7 +322,3 @@ def experiment_items(cfg: argparse.Namespace) -> dict[str, str]:
 def plain_values(cfg: argparse.Namespace) -> dict[str, Any]:
     """The flag values with tuples as lists: YAML- and checkpoint-friendly (weights_only loading)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items()}
-
-
-def outputs_desc(cfg: argparse.Namespace) -> dict[str, int]:
-    return {task: TASK_CHANNELS[task] for task in cfg.tasks}
