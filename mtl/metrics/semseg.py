@@ -54,9 +54,11 @@ class SemsegMetrics(Metric):
         self.confusion += counts.view(self.num_classes, self.num_classes)
 
     def compute(self) -> dict[str, torch.Tensor]:
-        """``{"miou": scalar, "iou_per_class": [num_classes]}``, float64, in percent."""
+        """``miou``, ``iou_per_class`` [num_classes] and ``pixel_accuracy`` (labelled pixels predicted right),
+        float64, in percent."""
         conf = self.confusion.double()
         tp = conf.diag()
         union = conf.sum(dim=0) + conf.sum(dim=1) - tp
         iou = torch.where(union > 0, 100.0 * tp / union.clamp(min=1), torch.zeros_like(tp))
-        return {"miou": iou.mean(), "iou_per_class": iou}
+        accuracy = 100.0 * tp.sum() / conf.sum().clamp(min=1)
+        return {"miou": iou.mean(), "iou_per_class": iou, "pixel_accuracy": accuracy}

@@ -68,6 +68,8 @@ class Task:
     summary_name: ClassVar[str]  # the metric shown as metrics_summary/<task>
     summary_label: ClassVar[str]  # how it is printed after each validation
     higher_is_better: ClassVar[bool]
+    # The metrics Δm compares with single-task baselines: (TensorBoard tag, higher is better), as published tables use.
+    delta_metrics: ClassVar[tuple[tuple[str, bool], ...]] = ()
     onnx_output: ClassVar[str]
     target_dtype: ClassVar[str]  # torch dtype name of the target tensor (what augmentation must keep)
 

@@ -192,6 +192,7 @@ def depth_moments(depth_maps: Sequence[np.ndarray]) -> tuple[float, float]:
 class Depth(Task):
     summary_name = "si_log_rmse"
     summary_label = "SI-logRMSE"
+    delta_metrics = (("metrics_task_depth/mae", False), ("metrics_task_depth/rel", False))  # abs err, rel err
     higher_is_better = False
     onnx_output = "depth_m"
     target_dtype = "float32"

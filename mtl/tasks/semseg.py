@@ -28,6 +28,7 @@ def palette(colors: Sequence[tuple[int, int, int]]) -> np.ndarray:
 class SemanticSegmentation(Task):
     summary_name = "miou"
     summary_label = "mIoU"
+    delta_metrics = (("metrics_summary/semseg", True), ("metrics_task_semseg/pixel_accuracy", True))
     higher_is_better = True
     onnx_output = "semseg_logits"
     target_dtype = "int64"
@@ -72,6 +73,7 @@ class SemanticSegmentation(Task):
 
     def scalars(self, result: Mapping[str, Tensor]) -> dict[str, float]:
         scalars = {"metrics_summary/semseg": float(result["miou"])}
+        scalars["metrics_task_semseg/pixel_accuracy"] = float(result["pixel_accuracy"])
         for name, iou in zip(self.info.class_names, result["iou_per_class"].tolist()):
             scalars[f"metrics_task_semseg/{name.replace(' ', '_')}"] = iou
         return scalars
@@ -79,6 +81,7 @@ class SemanticSegmentation(Task):
     def report(self, result: Mapping[str, Tensor]) -> dict[str, Any]:
         return {
             "miou": float(result["miou"]),
+            "pixel_accuracy": float(result["pixel_accuracy"]),
             "iou_per_class": dict(zip(self.info.class_names, result["iou_per_class"].tolist())),
         }
 
