@@ -1,12 +1,13 @@
-"""Inference speed per image: PyTorch eager vs torch.compile vs ONNX Runtime, at batch 1.
+"""Inference speed per image: PyTorch eager (fp32, and bf16 + channels_last) vs torch.compile vs ONNX Runtime,
+at batch 1.
 
 Usage: python bench/inference.py [--sizes 256x512,512x1024] [--warmup 3] [--repeats 7]
        [--model_name deeplabv3p] [--encoder resnet34] [--threads N] [--device auto|cpu|cuda]
-       [--backends eager,compile,onnxruntime]
+       [--backends eager,eager_bf16,compile,onnxruntime]
 
-Every backend runs the graph that `mtl export` writes (mtl.inference.ExportModel: normalisation, network,
-final outputs, depth decode to metres) with random weights, on random RGB, so the numbers compare engines,
-not models. Per input size, each backend first gets its warm-up runs (torch.compile compiles during the first
+Every backend runs the graph that `mtl export` writes (mtl.inference.export.ExportModel: normalisation, network,
+final outputs, each task's decode) with random weights, on random RGB, so the numbers compare engines,
+not models; eager_bf16 is what `mtl predict` uses where the hardware has bf16 units (--precision auto). Per input size, each backend first gets its warm-up runs (torch.compile compiles during the first
 one; that time is reported apart), then the timed runs go round-robin over the backends, so that a change in
 the machine's load (a shared machine) hits every backend alike; the table gives the median. On a GPU, eager and
 compile run with CUDA and ONNX Runtime with CUDAExecutionProvider when the installed onnxruntime has it (inputs
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from benchlib import hardware_line, train_flags
 
-from mtl.engine.config import build_parser, plain_values
-from mtl.engine.module import MultiTaskModule
 from mtl.inference.export import ExportModel, export_onnx
+from mtl.inference.predictor import Predictor
 
-BACKENDS = ("eager", "compile", "onnxruntime")
+BACKENDS = ("eager", "eager_bf16", "compile", "onnxruntime")
 
 
 def parse_args() -> argparse.Namespace:
@@ -62,12 +62,10 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def make_wrapper(model_name: str, encoder: str) -> ExportModel:
-    argv = ["--dataset_root", ".", "--model_name", model_name, "--model_encoder_name", encoder]
-    cfg = build_parser().parse_args(argv)
-    config = plain_values(cfg)
+def make_wrapper(model_name: str, encoder: str, channels_last: bool = False) -> ExportModel:
+    flags = train_flags(["--model_name", model_name, "--model_encoder_name", encoder, "--channels_last", str(channels_last)])
     torch.manual_seed(0)
-    return ExportModel.from_module(MultiTaskModule(config, 27.0727, 29.1264))
+    return ExportModel(Predictor.from_flags(flags, {"depth": {"mean": 27.0727, "std": 29.1264}})).eval()
 
 
 def failure(exc: Exception) -> str:
@@ -119,19 +117,6 @@ def time_size(
     return results
 
 
-def hardware(device: str, threads: int) -> str:
-    if device == "cuda":
-        return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        lines = cpuinfo.read_text().splitlines()
-        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    load = f", load average {os.getloadavg()[0]:.1f} at the end" if hasattr(os, "getloadavg") else ""
-    return f"{cpu}, {os.cpu_count()} cores, {threads} threads{load}"
-
-
 def main() -> int:
     args = parse_args()
     import onnxruntime as ort
@@ -147,6 +132,11 @@ def main() -> int:
             session = failure(exc)
     wrapper.to(args.device)
     compiled = torch.compile(wrapper) if "compile" in args.backends else None
+    bf16 = make_wrapper(args.model_name, args.encoder, channels_last=True).to(args.device)
+
+    def run_bf16(rgb: torch.Tensor) -> object:
+        with torch.autocast(args.device, dtype=torch.bfloat16):
+            return bf16(rgb.contiguous(memory_format=torch.channels_last))
 
     table: dict[tuple[int, int], dict[str, tuple[float, float] | str]] = {}
     with torch.inference_mode():
@@ -159,6 +149,8 @@ def main() -> int:
             for backend in args.backends:
                 if backend == "eager":
                     runs[backend] = lambda: wrapper(rgb_device)
+                elif backend == "eager_bf16":
+                    runs[backend] = lambda: run_bf16(rgb_device)
                 elif backend == "compile":
                     runs[backend] = lambda: compiled(rgb_device)
                 elif not isinstance(session, str):
@@ -168,10 +160,11 @@ def main() -> int:
                 table[size]["onnxruntime"] = session
 
     provider = session.get_providers()[0] if isinstance(session, ort.InferenceSession) else "-"
+    load = f", load average {os.getloadavg()[0]:.1f} at the end" if hasattr(os, "getloadavg") else ""
     print(
         f"model {args.model_name}/{args.encoder} (random weights), batch 1, device {args.device}: "
-        f"{hardware(args.device, args.threads)}; torch {torch.__version__}, onnxruntime {ort.__version__} "
-        f"({provider}); median of {args.repeats} interleaved runs after {args.warmup} warm-up runs"
+        f"{hardware_line(args.device)}{load}; onnxruntime {ort.__version__} ({provider}); median of {args.repeats} "
+        f"interleaved runs after {args.warmup} warm-up runs"
     )
     print()
     print("| backend | input (H×W) | ms / image | images / s | speed-up vs eager | first run (s) |")

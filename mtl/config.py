@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from mtl.datasets import DATASETS
+from mtl.hardware import PRECISIONS, auto_bool
 from mtl.flags import (
     Parser,
     bool_flag,
@@ -54,6 +55,9 @@ NON_EXPERIMENT_KEYS = frozenset(
         "progress_bar",
         "log_every_n_steps",
         "name",
+        "logger",
+        "wandb_project",
+        "wandb_mode",
         "accelerator",
         "compile",
         "channels_last",
@@ -61,6 +65,17 @@ NON_EXPERIMENT_KEYS = frozenset(
         "num_epochs",  # may only grow on resume; checked separately
     }
 )
+
+
+LOGGERS = ("tensorboard", "wandb")
+
+
+def logger_list(value: str) -> tuple[str, ...]:
+    names = name_list(value)
+    unknown = [n for n in names if n not in LOGGERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown logger {unknown[0]!r}; choose among {', '.join(LOGGERS)}")
+    return names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bool_flag(run, "--progress_bar", True, "show a progress bar")
     run.add_argument("--log_every_n_steps", type=positive_int, default=10, help="training losses logged every N steps")
+    run.add_argument(
+        "--logger", type=logger_list, default=("tensorboard",),
+        help="where scalars and pictures go besides metrics.csv: tensorboard, wandb or tensorboard,wandb",
+    )
+    run.add_argument("--wandb_project", default="mtl", help="Weights & Biases project (with --logger wandb)")
+    run.add_argument(
+        "--wandb_mode", choices=("offline", "online"), default="offline",
+        help="offline: written under the run directory, uploaded later with `wandb sync`; online needs an account "
+        "(without credentials the run stays offline)",
+    )
 
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default="miniscapes", choices=DATASETS, metavar="NAME", help="dataset layout: %(choices)s")
@@ -129,7 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     loss = parser.add_argument_group("loss")
     loss.add_argument(
         "--loss_weighting", default="fixed", choices=WEIGHTINGS, metavar="NAME",
-        help="how task losses (or their gradients) are combined: %(choices)s",
+        help="how task losses (or their gradients) are combined: %(choices)s (see docs/METHODS.md)",
+    )
+    loss.add_argument(
+        "--weighting_on", default="auto", choices=["auto", "parameters", "representation"],
+        help="gradient methods: per-task gradients of the shared parameters, or of the shared representation "
+        "(one backward pass through the heads per task; MGDA-UB); auto: the method's paper",
     )
     for name, task in TASKS.items():
         loss.add_argument(
@@ -154,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="poly per epoch (the course) or per step",
     )
     opt.add_argument("--lr_warmup", type=non_negative_int, default=0, help="linear warm-up length in scheduler units")
+    opt.add_argument(
+        "--accumulate_grad_batches", type=positive_int, default=1,
+        help="batches per optimiser step (per-task gradients are accumulated over them before a method combines them)",
+    )
 
     vis = parser.add_argument_group("visualisation")
     vis.add_argument(
@@ -179,8 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     hw.add_argument(
         "--strategy", default="auto", choices=["auto", "ddp", "ddp_spawn"], help="ddp: one process per device"
     )
-    hw.add_argument("--precision", default="32", choices=["32", "bf16-mixed", "16-mixed"], help="numeric precision")
-    bool_flag(hw, "--channels_last", False, "channels-last memory format (faster convolutions on GPUs)")
+    hw.add_argument(
+        "--precision", default="auto", choices=PRECISIONS,
+        help="numeric precision; auto: bf16-mixed where the hardware has bf16 matrix units (CPUs with AMX or "
+        "AVX512-BF16, GPUs of compute capability ≥ 8), 16-mixed on older GPUs, 32 elsewhere (recorded in hardware.yaml)",
+    )
+    hw.add_argument(
+        "--channels_last", type=auto_bool, nargs="?", const=True, default="auto", metavar="BOOL|auto",
+        help="channels-last memory format; auto: on for GPUs and for bf16 on CPUs",
+    )
     bool_flag(hw, "--compile", False, "torch.compile the model")
     bool_flag(hw, "--deterministic", False, "deterministic algorithms (slower; for exact reproduction)")
     return parser
@@ -274,6 +315,10 @@ def validate(parser: argparse.ArgumentParser, cfg: argparse.Namespace) -> None:
         if value is not None and _inside(Path(value), code_root()):
             parser.error(f"--{key}: {value} lies inside the code folder {code_root()}; put runs and data elsewhere")
     _check_dataset_and_tasks(parser, cfg)
+    try:  # the method's own checks (e.g. --weighting_on, --accumulate_grad_batches), before any work starts
+        WEIGHTINGS[cfg.loss_weighting].from_flags(cfg, cfg.tasks).check_accumulation(cfg.accumulate_grad_batches)
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 def _check_dataset_and_tasks(parser: argparse.ArgumentParser, cfg: argparse.Namespace) -> None:

@@ -15,3 +15,7 @@ def one_line(exc: BaseException) -> str:
     name = type(exc).__name__
     prefix = next((p for p in (f"{type(exc).__module__}.{name}: ", f"{name}: ") if last.startswith(p)), "")
     return last[len(prefix):]
+
+
+class RunSetupError(ValueError):
+    """A run that cannot start as asked (e.g. --num_epochs shrinking on resume); the message says why."""

@@ -65,3 +65,20 @@ class Registry(Generic[T]):
     def items(self) -> list[tuple[str, T]]:
         self.load()
         return sorted(self._entries.items())
+
+    def choices(self) -> Choices:
+        return Choices(self)
+
+
+class Choices:
+    """argparse ``choices`` that read a registry only to check a value given on the command line: formatting
+    the help iterates choices, and must not import plug-ins that need torch (the models)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.registry
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.registry) if self.registry._loaded else iter(())

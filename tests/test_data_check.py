@@ -17,6 +17,7 @@ from mtl.cli.main import main
 from mtl.data.formats import DataFormatError
 from mtl.data.miniscapes import MiniScapes, split_size
 from mtl.data.stats import compute_stats
+from mtl.datasets import DATASETS
 
 
 def check(capsys, root: Path) -> tuple[int, list[str]]:
@@ -160,7 +161,7 @@ def independent_stats(root: Path, split: str, indices: list[int]) -> dict:
 
 
 def test_stats_equal_an_independent_computation(tiny_dataset):
-    stats = compute_stats(tiny_dataset, "train", progress=False)
+    stats = compute_stats(DATASETS["miniscapes"](tiny_dataset), "train", progress=False)
     expected = independent_stats(tiny_dataset, "train", [0, 1, 2, 3])
     for key in ("depth_mean", "depth_std", "depth_min", "depth_max"):
         assert stats[key] == pytest.approx(expected[key], rel=1e-9), key
@@ -171,13 +172,13 @@ def test_stats_equal_an_independent_computation(tiny_dataset):
 
 
 def test_stats_on_evenly_spaced_images(tiny_dataset):
-    stats = compute_stats(tiny_dataset, "train", max_images=2, progress=False)
+    stats = compute_stats(DATASETS["miniscapes"](tiny_dataset), "train", max_images=2, progress=False)
     expected = independent_stats(tiny_dataset, "train", [0, 3])
     assert stats["num_images"] == 2
     assert stats["depth_mean"] == pytest.approx(expected["depth_mean"], rel=1e-9)
     assert stats["depth_std"] == pytest.approx(expected["depth_std"], rel=1e-9)
     with pytest.raises(ValueError, match="max_images must be positive"):
-        compute_stats(tiny_dataset, "train", max_images=0)
+        compute_stats(DATASETS["miniscapes"](tiny_dataset), "train", max_images=0)
 
 
 def test_stats_command_prints_and_writes_files(tiny_dataset, tmp_path, capsys, monkeypatch):
@@ -304,3 +305,37 @@ def test_stats_name_the_alias_on_one_line(tiny_dataset, capsys):
     assert rc == 1
     err = capsys.readouterr().err
     assert err == f"mtl data stats: error: {tiny_dataset}/val/rgb/\u0661.jpg: {ALIAS_HINT.format(ext='.jpg')}\n"
+
+
+def test_optional_normals_folders_are_checked_not_stray(tiny_dataset, capsys):
+    """The generator writes normals/ (train, val, test_gt); the check reads them with read_normals."""
+    from mtl.data.formats import write_normals
+
+    rng = np.random.default_rng(0)
+    for gt, n in (("train", 4), ("val", 2), ("test_gt", 2)):
+        (tiny_dataset / gt / "normals").mkdir()
+        for i in range(n):
+            write_normals(tiny_dataset / gt / "normals" / f"{i}.png", rng.normal(size=(32, 64, 3)))
+    rc, lines = check(capsys, tiny_dataset)
+    assert rc == 0 and lines == [f"{tiny_dataset}: OK, 32 files checked, no problem found"]
+    save_l(tiny_dataset / "val/normals/1.png", np.zeros((32, 64)))
+    (tiny_dataset / "train/normals/3.png").unlink()
+    rc, lines = check(capsys, tiny_dataset)
+    assert rc == 1
+    assert lines[:-1] == [
+        f"{tiny_dataset}/train/normals/3.png: missing file",
+        f"{tiny_dataset}/val/normals/1.png: normals image has mode 'L', expected 'RGB'",
+    ]
+
+
+def test_stats_describe_normals_too(tiny_dataset, capsys):
+    from mtl.data.formats import write_normals
+
+    (tiny_dataset / "val" / "normals").mkdir()
+    for i in range(2):
+        normals = np.ones((32, 64, 3))
+        normals[:8] = np.nan  # invalid rows
+        write_normals(tiny_dataset / "val" / "normals" / f"{i}.png", normals)
+    stats = compute_stats(DATASETS["miniscapes"](tiny_dataset), "val", progress=False)
+    assert stats["kinds"] == {"semseg": "classes", "depth": "scalar", "normals": "vectors"}
+    assert stats["normals_valid_pixels"] == 2 * 24 * 64 and stats["normals_valid_fraction"] == 0.75

@@ -85,10 +85,37 @@ def test_stats_refuses_bad_values_by_flag(tiny_dataset, capsys):
 
 def test_cli_constants_agree_with_their_sources():
     from mtl.data.miniscapes import SPLITS
+    from mtl.data.synth.dataset import LAYOUTS
     from mtl.data.synth.sample import MIN_SIZE
+    from mtl.datasets import DATASETS
 
     assert data_cli.MIN_IMAGE_SIDE == MIN_SIZE
     assert data_cli.SPLITS == SPLITS
+    assert data_cli.SYNTH_LAYOUTS == LAYOUTS == tuple(data_cli.SYNTH_DEFAULTS)
+    assert all(name in DATASETS for name in LAYOUTS)  # every layout written has a reader
+
+
+def test_synth_and_check_refuse_unknown_layouts_and_splits(tmp_path, capsys):
+    out = tmp_path / "out"
+    line = refused(capsys, ["data", "synth", "--out", str(out), "--layout", "kitti"])
+    assert line.startswith("mtl data synth: error: argument --layout: invalid choice: 'kitti'")
+    assert refused(capsys, ["data", "synth", "--out", str(out), "--layout", "nyuv2", "--num-test", "3"]) == (
+        "mtl data synth: error: argument --num-test: the nyuv2 layout has only train and val splits; use --num-test 0"
+    )
+    assert not out.exists()
+    line = refused(capsys, ["data", "check", "--root", str(tmp_path), "--dataset", "kitti"])
+    assert line.startswith("mtl data check: error: argument --dataset: invalid choice: 'kitti'")
+    line = refused(capsys, ["data", "stats", "--root", str(tmp_path), "--dataset", "cityscapes_npy", "--num_classes", "8"])
+    assert line == "mtl data stats: error: argument --num_classes: expected 7 or 19 (the label_7 or label_19 folder), got '8'"
+
+
+def test_synth_layouts_use_their_published_sizes(tmp_path):
+    out = tmp_path / "nyu"
+    assert main(["data", "synth", "--out", str(out), "--layout", "nyuv2", "--num-train", "1", "--num-val", "0", "--workers", "1"]) == 0
+    import numpy as np
+
+    assert np.load(out / "train" / "image" / "0.npy").shape == (288, 384, 3)
+    assert sorted(p.name for p in (out / "train").iterdir()) == ["depth", "image", "label", "normal"]
 
 
 def test_check_and_stats_on_a_missing_root_are_one_line(tmp_path, capsys):

@@ -17,7 +17,7 @@ from conftest import make_tiny_dataset
 from PIL import Image
 
 from mtl.cli.main import main
-from mtl.metrics.safezip import SubmissionError, read_limited
+from mtl.benchmark.safezip import SubmissionError, read_limited
 
 N_IMAGES = 3
 W, H = 64, 32

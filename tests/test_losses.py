@@ -14,6 +14,7 @@ from mtl.losses import DEPTH_LOSSES, get_depth_loss, semseg_loss, silog_loss
 from mtl.tasks import TASKS
 from mtl.tasks.depth import DEPTH_UNITS, LOSSES, make_depth_unit
 from mtl.weighting import WEIGHTINGS
+from mtl.weighting.base import StepContext
 
 MEAN, STD = 27.0727, 29.1264
 NAN = float("nan")
@@ -312,7 +313,7 @@ def test_uncertainty_weighting_formula_and_training():
     optimizer = torch.optim.SGD(w.parameters().values(), lr=0.5)
     for _ in range(300):
         optimizer.zero_grad()
-        w.backward(losses, [], lambda total: total.backward())
+        w.backward(losses, [], lambda total: total.backward(), StepContext())
         optimizer.step()
     assert w.log_vars["semseg"].item() == pytest.approx(math.log(3.0), abs=1e-3)
     assert w.log_vars["depth"].item() == pytest.approx(math.log(0.5), abs=1e-3)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from mtl.metrics import DEPTH_METRIC_NAMES, DepthMetrics, SemsegMetrics, grader_score, summary, total_score
+from mtl.datasets import DATASETS
+from mtl.datasets.miniscapes import grader_score, total_score
+from mtl.metrics import DEPTH_METRIC_NAMES, DepthMetrics, SemsegMetrics
 
 
 def numpy_iou(pred: np.ndarray, target: np.ndarray, num_classes: int = 19) -> np.ndarray:
@@ -24,7 +26,13 @@ def numpy_iou(pred: np.ndarray, target: np.ndarray, num_classes: int = 19) -> np
 
 
 def numpy_depth(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    """Per image over valid pixels, then the mean over images that have one."""
+    """Per image over valid pixels, then the mean over images that have one.
+
+    Definitions as published: Eigen, Puhrsch & Fergus 2014 ("Depth map prediction from a single image
+    using a multi-scale deep network", §4): Abs Rel = mean(|y − y*|/y*), Sq Rel = mean(‖y − y*‖²/y*),
+    RMS, RMS(log) and the threshold accuracy max(y/y*, y*/y) < 1.25^k; KITTI depth prediction benchmark:
+    SILog = 100·sqrt(mean(d²) − mean(d)²), iMAE and iRMSE of the inverse depth in 1/km (depths in m).
+    """
     rows = []
     for p_img, g_img in zip(pred.astype(np.float64), target.astype(np.float64)):
         valid = np.isfinite(g_img) & (g_img > 0)
@@ -40,12 +48,12 @@ def numpy_depth(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
                 "mae": np.mean(np.abs(g - p)),
                 "rmse": np.sqrt(np.mean((g - p) ** 2)),
                 "rel": np.mean(np.abs(g - p) / g),
-                "rel_squared": np.mean((g - p) ** 2 / g**2),
+                "rel_squared": np.mean((p - g) ** 2 / g),
                 "delta1": 100 * np.mean(ratio < 1.25),
                 "delta2": 100 * np.mean(ratio < 1.5625),
                 "delta3": 100 * np.mean(ratio < 1.953125),
-                "inv_mae": np.mean(np.abs(1 / g - 1 / p)),
-                "inv_rmse": np.sqrt(np.mean((1 / g - 1 / p) ** 2)),
+                "inv_mae": np.mean(np.abs(1000 / g - 1000 / p)),  # 1/km
+                "inv_rmse": np.sqrt(np.mean((1000 / g - 1000 / p) ** 2)),
                 "log_rmse": np.sqrt(np.mean(d**2)),
                 "si_log_rmse": 100 * np.sqrt(np.mean(d**2) - np.mean(d) ** 2),
             }
@@ -157,9 +165,29 @@ def test_depth_scale_invariance_and_exact_values():
     assert result["log_mae"].item() == pytest.approx(math.log(2))
     assert result["mae"].item() == pytest.approx(70.0 / 3)
     assert result["rel"].item() == pytest.approx(1.0)
-    assert result["rel_squared"].item() == pytest.approx(1.0)
+    assert result["rel_squared"].item() == pytest.approx(70.0 / 3)  # err²/gt = gt: (10 + 20 + 40)/3 metres
     assert result["delta1"].item() == 0.0 and result["delta3"].item() == 0.0  # ratio 2 > 1.25³
-    assert result["inv_mae"].item() == pytest.approx((0.05 + 0.025 + 0.0125) / 3)
+    assert result["inv_mae"].item() == pytest.approx(1000 * (0.05 + 0.025 + 0.0125) / 3)  # 1/km
+
+
+def test_depth_standard_definitions_by_hand():
+    """One image, values worked out by hand from Eigen et al. 2014 (Sq Rel divides by gt, not gt²) and
+    KITTI's inverse-depth errors in 1/km."""
+    target = torch.tensor([[[4.0, 8.0], [50.0, 100.0]]], dtype=torch.float64)
+    pred = torch.tensor([[[5.0, 8.0], [40.0, 125.0]]], dtype=torch.float64)
+    metric = DepthMetrics()
+    metric.update(pred, target)
+    r = {k: v.item() for k, v in metric.compute().items()}
+    # err = 1, 0, 10, 25 m
+    assert r["mae"] == pytest.approx(36 / 4)
+    assert r["rmse"] == pytest.approx(math.sqrt((1 + 0 + 100 + 625) / 4))
+    assert r["rel"] == pytest.approx((1 / 4 + 0 + 10 / 50 + 25 / 100) / 4)
+    assert r["rel_squared"] == pytest.approx((1 / 4 + 0 + 100 / 50 + 625 / 100) / 4)  # = 2.125 m
+    # 1/gt − 1/pred in 1/km: 250 − 200, 0, 20 − 25, 10 − 8
+    assert r["inv_mae"] == pytest.approx((50 + 0 + 5 + 2) / 4)
+    assert r["inv_rmse"] == pytest.approx(math.sqrt((2500 + 0 + 25 + 4) / 4))
+    assert r["delta1"] == 25.0  # ratios 1.25, 1, 1.25, 1.25 (exact in binary): only 8 m is < 1.25
+    assert r["delta2"] == 100.0
 
 
 def test_depth_without_valid_pixels_is_nan():
@@ -187,5 +215,7 @@ def test_scores():
     assert grader_score(torch.tensor(100.0), torch.tensor(0.0)) == 100.0
     assert total_score(67.5, 27.0) == pytest.approx(40.5)
     assert total_score(40.0, 60.0) == pytest.approx(-20.0)
-    out = summary({"miou": torch.tensor(83.6)}, {"si_log_rmse": torch.tensor(20.5)})
-    assert out == pytest.approx({"grader": 63.1, "miou": 83.6, "si_log_rmse": 20.5, "total": 63.1})
+    out = DATASETS["miniscapes"].scores({"semseg": 83.6, "depth": 20.5}, {"semseg": True, "depth": False})
+    assert out == pytest.approx({"grader": 63.1, "total": 63.1})
+    # a task that is not trained contributes 0 to the grader (the course's rule)
+    assert DATASETS["miniscapes"].scores({"semseg": 83.6}, {"semseg": True}) == pytest.approx({"grader": 33.6, "total": 33.6})

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from test_results import train_two_runs
@@ -162,3 +163,90 @@ def test_page_from_hand_made_runs(tmp_path: Path) -> None:
     table = text[text.index('id="results-table"') : text.index("</table>", text.index('id="results-table"'))]
     assert table.index(">good<") < table.index(">zero<")  # sorted by grader
     assert '<td class="num best">7.50</td>' in table and '<td class="num best">1</td>' not in table
+
+
+# --- a three-task run and its Δm -------------------------------------------------------------------------------
+
+NORMALS = ("mean_angle", "median_angle", "within_11_25", "within_22_5", "within_30")
+
+
+def three_task_runs(root: Path, normals_baseline: bool = True) -> Path:
+    """Hand-made runs: a semseg + depth + normals run (with an observed-samples picture) and one single-task run
+    per task, each with its best epoch at 0 and other values at epoch 1."""
+    from test_results import depth_row, scores, semseg_row, single_config, write_run
+
+    def normals_row(*values: float) -> dict[str, float]:
+        return {"metrics_summary/normals": values[0], **{f"metrics_task_normals/{k}": v for k, v in zip(NORMALS, values)}}
+
+    classes = {"metrics_task_semseg/road": 90.0, "metrics_task_semseg/car": 30.0}
+    losses = {"loss_val/total": 2.0, "loss_val/semseg": 1.0, "loss_val/depth": 0.6, "loss_val/normals": 0.4}
+    config = {**single_config("semseg"), "model_name": "mtan", "tasks": ["semseg", "depth", "normals"]}
+    run = write_run(root / "mtan3", config, [
+        {**semseg_row(60.0, 88.0), **classes, **depth_row(20.0, 5.0, 0.20), **normals_row(20.0, 15.0, 40.0, 60.0, 70.0),
+         **scores(60.0, 20.0), **losses},
+        {**semseg_row(55.0, 80.0), **depth_row(30.0, 6.0, 0.30), **normals_row(30.0, 25.0, 20.0, 30.0, 40.0),
+         **scores(55.0, 30.0), **losses},
+    ])
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run))
+    writer.add_image("valid/observed_samples", np.full((16, 7 * 16, 3), 128, dtype=np.uint8), 2, dataformats="HWC")
+    writer.close()
+    write_run(root / "single_semseg", single_config("semseg"), [{**semseg_row(50.0, 80.0), **scores(50.0)}])
+    write_run(root / "single_depth", single_config("depth"), [{**depth_row(25.0, 4.0, 0.25), **scores(si=25.0)}])
+    if normals_baseline:
+        write_run(root / "single_normals", single_config("normals"), [
+            {**normals_row(25.0, 12.0, 32.0, 60.0, 56.0), **scores()},
+            {**normals_row(35.0, 30.0, 10.0, 20.0, 30.0), **scores()},
+        ])
+    return root
+
+
+# Nine metrics: mIoU +20, pixel accuracy +10, abs err −25, rel err +20, mean angle −(20 − 25)/25 = +20,
+# median −(15 − 12)/12 = −25, within 11.25° +(40 − 32)/32 = +25, 22.5° 0, 30° +(70 − 56)/56 = +25.
+THREE_TASK_DELTA = (20 + 10 - 25 + 20 + 20 - 25 + 25 + 0 + 25) / 9
+
+
+def test_three_task_report(tmp_path: Path, chromium: str) -> None:
+    from mtl.reporting.page import _iou_color
+    from mtl.reporting.plots import loss_panels, score_panels
+    from mtl.reporting.runs import load_runs
+
+    runs = three_task_runs(tmp_path / "runs")
+    out = tmp_path / "report.html"
+    assert main(["report", str(runs), "--out", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    table = text[text.index('id="results-table"') : text.index("</table>", text.index('id="results-table"'))]
+    headers = re.findall(r"<th>([^<]*)</th>", table)
+    assert headers[-7:] == ["grader", "mIoU", "SI-logRMSE", "normals mean angle", "Δm (%)", "params", "train time"]
+    assert f'<td class="num best">{THREE_TASK_DELTA:+.2f}</td>' in table  # +7.78, the only Δm
+    assert "normals: mean_angle ↓, median_angle ↓, within_11_25 ↑, within_22_5 ↑, within_30 ↑" in text
+    assert "semseg ← single_semseg, depth ← single_depth, normals ← single_normals" in text
+
+    normals = text[text.index('id="metrics-normals"') : text.index("</table>", text.index('id="metrics-normals"'))]
+    assert [re.sub(r"<[^>]+>", "", row.split("</td>")[0]) for row in normals.split("<tr>")[2:]] == [
+        "mean_angle ↓", "median_angle ↓", "within_11_25 ↑", "within_22_5 ↑", "within_30 ↑"
+    ]
+    depth = text[text.index('id="metrics-depth"') : text.index("</table>", text.index('id="metrics-depth"'))]
+    assert "si_log_rmse ↓" in depth and "mae ↓" in depth and "rel ↓" in depth
+    assert f'style="background:{_iou_color(90.0)}">90.0<' in text and "Per-class semseg scores" in text  # road's IoU
+    assert "columns: RGB | GT semseg | predicted semseg | GT depth | predicted depth | GT normals | predicted normals" in text
+    assert "depth colour scale" in text and "normals colour scale" not in text  # one bar: the single-channel task's
+
+    loaded, _ = load_runs(runs)
+    multi = [run for run in loaded if run.name == "mtan3"]
+    assert [t for t, _ in score_panels(multi)] == ["grader (val) ↑", "mIoU (val) ↑", "SI-logRMSE (val) ↓", "normals mean angle (val) ↓"]
+    assert [t for t, _ in loss_panels(multi)] == ["total loss ↓", "semseg loss ↓", "depth loss ↓", "normals loss ↓"]
+    # The chart, the depth colour bar and the run's picture; all decode in a browser.
+    assert text.count("<img ") == 3
+    assert probe_images(chromium, text, tmp_path) == {"total": 3, "broken": [], "rows": 4}
+
+
+def test_report_names_the_missing_baseline(tmp_path: Path) -> None:
+    runs = three_task_runs(tmp_path / "runs", normals_baseline=False)
+    out = tmp_path / "report.html"
+    assert main(["report", str(runs), "--out", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "no single-task baseline for normals" in text
+    table = text[text.index('id="results-table"') : text.index("</table>", text.index('id="results-table"'))]
+    assert "Δm (%)" in table and "+" not in re.sub(r"<[^>]+>", " ", table.split("mtan3")[1].split("</tr>")[0])

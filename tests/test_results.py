@@ -250,3 +250,194 @@ def test_training_time_sums_sessions_and_skips_the_pause_between_them(tmp_path: 
     # Like TensorBoard, a file with no readable record (here: garbage) contributes nothing.
     (tmp_path / "events.out.tfevents.3.host.3.0").write_bytes(b"not an event file at all, but long enough")
     assert training_time(tmp_path) == pytest.approx(40.0)
+
+
+# --- Δm against single-task baselines -------------------------------------------------------------------------
+
+MULTI_CONFIG = {"model_name": "branched", "dataset": "miniscapes", "tasks": ["semseg", "depth"], "optimizer_lr": 0.001,
+                "dataset_root": "/data/a", "num_epochs": 2, "loss_weight_semseg": 0.5, "loss_weight_depth": 0.5}
+
+
+def single_config(task: str, **changes) -> dict:
+    return {**MULTI_CONFIG, "model_name": "deeplabv3p", "tasks": [task], **changes}
+
+
+def write_run(folder: Path, config: dict, epochs: list[dict[str, float]]) -> Path:
+    """A run made by hand: config.yaml and the validation rows of metrics.csv (one per epoch, steps 2, 4, …)."""
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    keys = sorted({k for row in epochs for k in row})
+    lines = ["step,epoch," + ",".join(keys)]
+    lines += [f"{2 * (e + 1)},{e}," + ",".join(str(row.get(k, "")) for k in keys) for e, row in enumerate(epochs)]
+    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def semseg_row(miou: float, accuracy: float, **scores: float) -> dict[str, float]:
+    return {"metrics_summary/semseg": miou, "metrics_task_semseg/pixel_accuracy": accuracy, **scores}
+
+
+def depth_row(si: float, mae: float, rel: float, **scores: float) -> dict[str, float]:
+    return {"metrics_summary/depth": si, "metrics_task_depth/si_log_rmse": si, "metrics_task_depth/mae": mae,
+            "metrics_task_depth/rel": rel, **scores}
+
+
+def scores(miou: float = 50.0, si: float = 50.0) -> dict[str, float]:
+    """The MiniScapes grader and total of a run (a task it does not train counts 50, as in the course)."""
+    return {"metrics_summary/grader": max(miou - 50, 0) + max(50 - si, 0), "metrics_summary/total": miou - si}
+
+
+def multi_run(folder: Path, config: dict | None = None) -> Path:
+    """Best epoch 0 (grader 40): mIoU 60, pixel accuracy 88, SI-logRMSE 20, abs err 5 m, rel err 0.20;
+    epoch 1 (grader 25) holds other values, which Δm must not read."""
+    return write_run(folder, config or MULTI_CONFIG, [
+        {**semseg_row(60.0, 88.0), **depth_row(20.0, 5.0, 0.20), **scores(60.0, 20.0)},
+        {**semseg_row(55.0, 95.0), **depth_row(30.0, 2.0, 0.10), **scores(55.0, 30.0)},
+    ])
+
+
+def semseg_baseline(folder: Path, config: dict | None = None, miou: float = 50.0, accuracy: float = 80.0) -> Path:
+    """Grader 0 at both epochs: the total breaks the tie, so epoch 1 (mIoU ``miou``) is the best one."""
+    return write_run(folder, config or single_config("semseg"), [
+        {**semseg_row(miou - 5, accuracy + 5), **scores(miou=miou - 5)},
+        {**semseg_row(miou, accuracy), **scores(miou=miou)},
+    ])
+
+
+def depth_baseline(folder: Path, config: dict | None = None) -> Path:
+    """Best epoch 0 (grader 25): SI-logRMSE 25, abs err 4 m, rel err 0.25."""
+    return write_run(folder, config or single_config("depth"), [
+        {**depth_row(25.0, 4.0, 0.25), **scores(si=25.0)},
+        {**depth_row(30.0, 3.0, 0.20), **scores(si=30.0)},
+    ])
+
+
+# By hand, with the metrics the tasks declare (SPEC §10): mIoU +(60 − 50)/50 = +20 %, pixel accuracy
+# +(88 − 80)/80 = +10 %, abs err −(5 − 4)/4 = −25 %, rel err −(0.20 − 0.25)/0.25 = +20 %; mean of four: +6.25 %.
+HAND_DELTA = (20.0 + 10.0 - 25.0 + 20.0) / 4
+# With each task's summary (the course's mIoU and SI-logRMSE): +20 % and −(20 − 25)/25 = +20 %.
+HAND_DELTA_SUMMARY = (20.0 + 20.0) / 2
+
+
+@pytest.fixture
+def delta_runs(tmp_path: Path) -> Path:
+    runs = tmp_path / "runs"
+    multi_run(runs / "multi")
+    semseg_baseline(runs / "baselines" / "single_semseg")
+    depth_baseline(runs / "baselines" / "single_depth")
+    return runs
+
+
+def test_delta_m_matches_the_hand_calculation(delta_runs: Path, capsys: pytest.CaptureFixture) -> None:
+    rows = {r["name"]: r for r in csv_rows(results(delta_runs, "--format", "csv", capsys=capsys))}
+    assert float(rows["multi"]["delta_m"]) == pytest.approx(HAND_DELTA)
+    assert rows["baselines/single_semseg"]["delta_m"] == rows["baselines/single_depth"]["delta_m"] == ""
+    assert list(rows["multi"])[-6:] == ["grader", "miou", "si_log_rmse", "delta_m", "params", "train_time_s"]
+    assert rows["baselines/single_semseg"]["best_epoch"] == "1"  # grader tie at 0, broken by the total
+
+    summary = {r["name"]: r for r in csv_rows(results(delta_runs, "--format", "csv", "--delta_metrics", "summary", capsys=capsys))}
+    assert float(summary["multi"]["delta_m"]) == pytest.approx(HAND_DELTA_SUMMARY)
+
+    markdown = results(delta_runs, "--sort", "delta_m", capsys=capsys).splitlines()
+    header = [cell.strip() for cell in markdown[0].strip("|").split("|")]
+    assert header[-3:] == ["Δm (%)", "params", "train time"]
+    assert markdown[2].startswith("| multi |") and "| +6.25 |" in markdown[2]  # delta_m sorts best first
+    latex = results(delta_runs, "--format", "latex", capsys=capsys)
+    assert r"$\Delta_m$ (\%)" in latex and "+6.25" in latex
+
+    assert main(["results", str(delta_runs), "--sort", "accuracy"]) == 2
+    assert "--sort: expected one of ['grader', 'miou', 'si_log_rmse', 'delta_m', 'name']" in capsys.readouterr().err
+
+
+def test_baselines_are_found_by_dataset_task_and_closest_configuration(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from mtl.reporting.delta import compute_deltas
+
+    runs = tmp_path / "runs"
+    multi_run(runs / "multi")
+    semseg_baseline(runs / "a_other_lr", single_config("semseg", optimizer_lr=0.01), miou=40.0)
+    semseg_baseline(runs / "b_other_data", single_config("semseg", dataset_root="/data/b"), miou=40.0)
+    semseg_baseline(runs / "c_other_dataset", single_config("semseg", dataset="other_layout"), miou=40.0)
+    semseg_baseline(runs / "z_same_flags", single_config("semseg"))
+    loaded, errors = load_runs(runs)
+    assert errors == []
+    delta = compute_deltas(loaded)["multi"]
+    assert delta.baselines["semseg"].name == "z_same_flags"  # fewest differing flags, not the first by name
+    assert delta.value is None and delta.missing == ["depth"]
+    assert delta.reason == "no single-task baseline for depth"
+
+    assert main(["results", str(runs), "--format", "csv"]) == 0
+    captured = capsys.readouterr()
+    assert "mtl results: Δm of multi left empty: no single-task baseline for depth" in captured.err
+    rows = {r["name"]: r for r in csv_rows(captured.out)}
+    assert rows["multi"]["delta_m"] == ""
+    # A dataset without a grader (here: not installed, so the base layout) adds its headline score, the total,
+    # and ranks epochs by it; MiniScapes runs log a total too.
+    assert rows["c_other_dataset"]["total"] == "-10.0" and rows["c_other_dataset"]["best_epoch"] == "1"
+    assert rows["c_other_dataset"]["grader"] == "0.0" and rows["multi"]["total"] == "40.0"
+
+    depth_baseline(runs / "single_depth")
+    out = results(runs, "--format", "csv", capsys=capsys)
+    assert float({r["name"]: r for r in csv_rows(out)}["multi"]["delta_m"]) == pytest.approx(HAND_DELTA)
+
+
+def test_explicit_baselines(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    runs = tmp_path / "runs"
+    multi_run(runs / "multi")
+    semseg_baseline(runs / "single_semseg", miou=40.0)  # found, but the explicit one below wins
+    elsewhere = tmp_path / "elsewhere"
+    semseg = semseg_baseline(elsewhere / "semseg")
+    depth = depth_baseline(elsewhere / "depth")
+    out = results(runs, "--format", "csv", "--baseline", f"semseg={semseg}", "--baseline", f"depth={depth}", capsys=capsys)
+    assert float({r["name"]: r for r in csv_rows(out)}["multi"]["delta_m"]) == pytest.approx(HAND_DELTA)
+    # Only the depth one named: semseg is the run found under RUNS_DIR (mIoU 40: +50 % instead of +20 %).
+    out = results(runs, "--format", "csv", "--baseline", f"depth={depth}", capsys=capsys)
+    expected = (50.0 + 10.0 - 25.0 + 20.0) / 4
+    assert float({r["name"]: r for r in csv_rows(out)}["multi"]["delta_m"]) == pytest.approx(expected)
+
+    for spec, message in (
+        (f"semseg={runs / 'multi'}", "the run trained semseg,depth; a baseline is a single-task run of semseg"),
+        (f"depth={semseg}", "the run trained semseg; a baseline is a single-task run of depth"),
+        ("colour=x", "unknown task 'colour'"),
+        ("depth", "expected TASK=RUN_DIR"),
+        (f"depth={tmp_path / 'missing'}", "cannot read the run"),
+    ):
+        assert main(["results", str(runs), "--baseline", spec]) == 2
+        assert f"mtl results: --baseline {spec}: {message}" in capsys.readouterr().err
+
+
+def test_mtl_baselines_trains_one_single_task_run_per_task(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The same flags as the two multi-task runs: their Δm against the trained baselines, from the CSVs by hand."""
+    base = tmp_path_factory.getbasetemp() / "shared_tiny_runs"
+    multi, _ = train_two_runs(base)
+    runs = tmp_path / "runs"
+    shutil.copytree(multi / "lr0.001", runs / "lr0.001", ignore=shutil.ignore_patterns("*.ckpt", "events.*"))
+    flags = ["--dataset_root", str(base / "data"), "--optimizer_lr", "0.001", *FLAGS]
+    assert main(["baselines", "--runs-dir", str(runs), "--name", "single", "--", *flags]) == 0
+    for task in ("semseg", "depth"):
+        config = yaml.safe_load((runs / "single" / f"single_{task}" / "config.yaml").read_text())
+        assert config["tasks"] == [task] and config["name"] == f"single_{task}"
+        assert (runs / "single" / f"single_{task}" / "checkpoints" / "best.ckpt").is_file()
+    assert not (runs / "single" / "single_depth" / "submission.zip").exists()
+    assert "mtl results" in capsys.readouterr().out
+
+    def best(run: str) -> dict[str, float]:
+        loaded = load_run(runs / run)
+        return loaded.best
+
+    m, s, d = best("lr0.001"), best("single/single_semseg"), best("single/single_depth")
+    terms = [
+        (m["metrics_summary/semseg"] - s["metrics_summary/semseg"]) / s["metrics_summary/semseg"],
+        (m["metrics_task_semseg/pixel_accuracy"] - s["metrics_task_semseg/pixel_accuracy"]) / s["metrics_task_semseg/pixel_accuracy"],
+        -(m["metrics_task_depth/mae"] - d["metrics_task_depth/mae"]) / d["metrics_task_depth/mae"],
+        -(m["metrics_task_depth/rel"] - d["metrics_task_depth/rel"]) / d["metrics_task_depth/rel"],
+    ]
+    rows = {r["name"]: r for r in csv_rows(results(runs, "--format", "csv", capsys=capsys))}
+    assert float(rows["lr0.001"]["delta_m"]) == pytest.approx(100 * sum(terms) / 4)
+
+    # Again: both are finished, nothing is trained; flags that the command sets itself are refused.
+    assert main(["baselines", "--runs-dir", str(runs), "--name", "single", "--", *flags]) == 0
+    assert capsys.readouterr().out.count("has finished its epochs") == 2
+    assert main(["baselines", "--runs-dir", str(runs), "--", *flags, "--log_dir", str(tmp_path / "x")]) == 2
+    assert "--log_dir is set by `mtl baselines`" in capsys.readouterr().err

@@ -487,15 +487,19 @@ def test_normals_encoding_round_trip_and_invalid_codes(tmp_path: Path):
         encode_normals(np.zeros((4, 4, 2)))
 
 
-# RGB, semseg and depth codes of a few samples as rendered before normals were added (SHA-256, first 16
-# hex digits of the uint8 arrays). Adding an output must not change the existing ones. These are
-# platform-sensitive in principle (float rounding of NumPy's SIMD paths): if one fails after a NumPy
-# upgrade or on another CPU, check whether the difference comes from the platform before re-recording.
+# RGB, semseg and depth codes of a few samples (SHA-256, first 16 hex digits of the uint8 arrays), pinned so
+# that a change to the generator's output is always deliberate. Recorded before normals were added (adding an
+# output must not change the existing ones); re-recorded on purpose when the rare classes (traffic light,
+# rider, train, motorcycle, bicycle) were made more frequent (scene.py, "RARE_CLASSES"; docs/DATASET.md),
+# which changes every sample, and when the depth encoder began truncating v + 1e-4 (mtl/data/formats.py),
+# which moves about 1 valid depth pixel in 10 000 up by one code. These are platform-sensitive in principle
+# (float rounding of NumPy's SIMD paths): if one fails after a NumPy upgrade or on another CPU, check whether
+# the difference comes from the platform before re-recording.
 _REFERENCE = {
-    (0, "train", 0, 512, 256): ("03ac90a76f468af3", "3fc77f573c1dca7f", "fa1868686a79fdb7"),
-    (3, "val", 2, 256, 128): ("68b4cbe0d3c9d495", "c51c3c3dd113eeff", "963de82e1a24bce9"),
-    (7, "test", 5, 320, 160): ("551433162a729dd4", "00ce81f5d3a38da8", "f3c9b2413dfa066b"),
-    (1, "train", 11, 128, 64): ("d80d2b4c79e161a1", "bbcf2e2cd99c33ab", "2290ebde30b0ba86"),
+    (0, "train", 0, 512, 256): ("5244a4cd8a6dbfcc", "baa00f410c6029ea", "521ebd3ac6274a7e"),
+    (3, "val", 2, 256, 128): ("680682990d6147d7", "a98ace358818a699", "8aac0a2a3de5f588"),
+    (7, "test", 5, 320, 160): ("7620270da8df80d9", "0bdc3684ca5b8cd7", "dd6ec5bc190593eb"),
+    (1, "train", 11, 128, 64): ("7cc599457497cf5a", "43b9d55a58855b44", "7959c83c4c93cde7"),
 }
 
 

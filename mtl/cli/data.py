@@ -1,4 +1,8 @@
-"""`mtl data synth|check|stats`: generate, verify and describe datasets in the MiniScapes layout.
+"""`mtl data synth|check|stats`: generate, verify and describe datasets in any registered layout.
+
+`check` and `stats` take ``--dataset NAME`` (default miniscapes) and the layout's own flags (e.g.
+``--num_classes`` of cityscapes_npy); the layout finds its own problems and reads its own files.
+`synth --layout` writes the generated world in one of the layouts it knows.
 
 Flag values that cannot work are refused by argparse (exit 2, ``argument --flag: ...``), before
 anything is written: negative counts, ``--workers 0``, a negative seed, images smaller than the
@@ -16,10 +20,11 @@ from pathlib import Path
 
 from mtl.flags import non_negative_int, positive_int
 
-# Repeated from mtl.data.synth.sample.MIN_SIZE and mtl.data.miniscapes.SPLITS so that `mtl --help` imports
-# neither the renderer nor torch (tests/test_data_cli.py checks they agree).
+# Repeated from mtl.data.synth.sample.MIN_SIZE, mtl.data.miniscapes.SPLITS and mtl.data.synth.dataset.LAYOUTS
+# so that `mtl --help` imports neither the renderer nor torch (tests/test_data_cli.py checks they agree).
 MIN_IMAGE_SIDE = 64
 SPLITS = ("train", "val", "test")
+SYNTH_LAYOUTS = ("miniscapes", "cityscapes", "cityscapes_npy", "nyuv2")
 
 
 def image_side(value: str) -> int:
@@ -48,12 +53,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     # default=SUPPRESS: no "(default: None)" after these two in --help (--out is required anyway)
     synth.add_argument("--out", required=True, default=argparse.SUPPRESS, help="output folder (new or empty)")
+    synth.add_argument(
+        "--layout", default="miniscapes", choices=SYNTH_LAYOUTS,
+        help="file layout to write: miniscapes (rgb/semseg/depth/normals PNGs), cityscapes (leftImg8bit, gtFine "
+        "labelIds, 16-bit disparity, camera.json), cityscapes_npy (MTAN .npy, 7 and 19 classes, stored inverse "
+        "depth) or nyuv2 (MTAN/LibMTL .npy, 13 classes, metres, normals); see docs/DATASET.md",
+    )
     synth.add_argument("--num-train", type=non_negative_int, default=1000, help="train samples (≥ 0)")
     synth.add_argument("--num-val", type=non_negative_int, default=100, help="val samples (≥ 0)")
-    synth.add_argument("--num-test", type=non_negative_int, default=100, help="test samples (≥ 0)")
-    synth.add_argument("--width", type=image_side, default=512, help=f"pixels (≥ {MIN_IMAGE_SIDE})")
     synth.add_argument(
-        "--height", type=image_side, default=256, help=f"pixels (≥ {MIN_IMAGE_SIDE}; width/height in [1, 3])"
+        "--num-test", type=non_negative_int, default=argparse.SUPPRESS,
+        help="test samples (≥ 0; default 100, and 0 for cityscapes_npy and nyuv2, which have no test split)",
+    )
+    synth.add_argument(
+        "--width", type=image_side, default=argparse.SUPPRESS,
+        help=f"pixels (≥ {MIN_IMAGE_SIDE}; default 512, the published 256 for cityscapes_npy and 384 for nyuv2)",
+    )
+    synth.add_argument(
+        "--height", type=image_side, default=argparse.SUPPRESS,
+        help=f"pixels (≥ {MIN_IMAGE_SIDE}; width/height in [1, 3]; default 256, 128 for cityscapes_npy, 288 for nyuv2)",
     )
     synth.add_argument("--seed", type=non_negative_int, default=0, help="≥ 0")
     synth.add_argument(
@@ -68,12 +86,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "then one line per warning ('<path>: warning: ...', e.g. a depth map without a valid pixel), then a "
         "summary. Exit code 1 if there is a problem; warnings alone leave it 0.",
     )
-    check.add_argument("--root", required=True, help="dataset root holding train/ val/ test/")
+    check.add_argument("--root", required=True, help="dataset root (e.g. holding train/ val/ test/)")
+    _add_dataset_arguments(check)
     check.set_defaults(func=_check)
 
-    stats = commands.add_parser("stats", help="depth statistics and class frequencies of a split")
+    stats = commands.add_parser(
+        "stats",
+        help="depth statistics and class frequencies of a split",
+        description="Statistics of a split's ground truth: class frequencies, depth mean/std/min/max (in the "
+        "dataset's unit) with a histogram PNG, the share of valid normals.",
+    )
     stats.add_argument("--root", required=True, help="dataset root")
-    stats.add_argument("--split", default="train", choices=SPLITS)
+    _add_dataset_arguments(stats)
+    stats.add_argument("--split", default="train", choices=SPLITS, help="split to describe")
     stats.add_argument(
         "--out",
         "--histogram",  # the flag's former name
@@ -86,10 +111,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats.set_defaults(func=_stats)
 
 
+SYNTH_DEFAULTS = {  # (width, height, num_test) when not given
+    "miniscapes": (512, 256, 100),
+    "cityscapes": (512, 256, 100),
+    "cityscapes_npy": (256, 128, 0),
+    "nyuv2": (384, 288, 0),
+}
+
+
 def _synth(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from mtl.data.synth import generate_dataset
     from mtl.data.synth.sample import check_size
 
+    width, height, num_test = SYNTH_DEFAULTS[args.layout]
+    args.width = getattr(args, "width", width)
+    args.height = getattr(args, "height", height)
+    args.num_test = getattr(args, "num_test", num_test)
+    if args.num_test and args.layout in ("cityscapes_npy", "nyuv2"):
+        parser.error(f"argument --num-test: the {args.layout} layout has only train and val splits; use --num-test 0")
     if args.num_train == args.num_val == args.num_test == 0:
         parser.error("nothing to generate: --num-train, --num-val and --num-test are all 0")
     try:
@@ -109,6 +148,7 @@ def _synth(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             height=args.height,
             seed=args.seed,
             workers=getattr(args, "workers", None),
+            layout=args.layout,
         )
     except OSError as exc:  # e.g. no permission to create --out, disk full
         print(f"mtl data synth: error: {exc}", file=sys.stderr)
@@ -116,13 +156,32 @@ def _synth(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _check(args: argparse.Namespace) -> int:
-    from mtl.data.check import run_check
+def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """--dataset and every layout's own flags (layout modules import no torch, so --help stays quick)."""
+    from mtl.datasets import DATASETS
 
-    return run_check(args.root)
+    parser.add_argument(
+        "--dataset", default="miniscapes", choices=DATASETS, metavar="NAME",
+        help="dataset layout: %(choices)s (default miniscapes)",
+    )
+    for name, layout in DATASETS.items():
+        layout.add_arguments(parser.add_argument_group(f"dataset {name}"))
+
+
+def _layout(args: argparse.Namespace):
+    from mtl.datasets import DATASETS
+
+    args.dataset_root = args.root
+    return DATASETS[args.dataset].from_flags(args)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from mtl.data.check import print_result
+
+    return print_result(args.root, _layout(args).find_problems())
 
 
 def _stats(args: argparse.Namespace) -> int:
     from mtl.data.stats import run_stats
 
-    return run_stats(args.root, args.split, histogram=args.out, json_path=args.json)
+    return run_stats(_layout(args), args.split, histogram=args.out, json_path=args.json)

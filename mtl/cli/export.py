@@ -40,7 +40,7 @@ def _export(args: argparse.Namespace) -> int:
     from mtl.inference.predictor import checkpoint_flags, load_predictor
 
     try:
-        predictor = load_predictor(args.checkpoint, channels_last=False)
+        predictor = load_predictor(args.checkpoint, channels_last=False, precision="32")
         flags = checkpoint_flags(args.checkpoint)
     except (FileNotFoundError, ValueError) as exc:
         print(f"mtl export: error: {exc}", file=sys.stderr)

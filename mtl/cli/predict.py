@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mtl.datasets import DATASETS
 from mtl.flags import float_list, positive_int, str2bool
 
 DEFAULT_TTA_SCALES = (0.75, 1.0, 1.25)
@@ -19,13 +20,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(disparity codes as in the dataset), <stem>_depth_color.png and <stem>_overview.png (RGB | semseg "
         "overlay | depth), all at the input's size. With --split: write OUT/semseg/<i>.png and OUT/depth/<i>.png "
         "in the dataset format and, when the split has ground truth, print the metrics as JSON (also saved to "
-        "OUT/metrics.json).",
+        "OUT/metrics.json). --format cityscapes writes OUT/semseg/<city>_<seq>_<frame>_labelIds.png (labelIds, for "
+        "the official Cityscapes evaluator: CITYSCAPES_RESULTS=OUT/semseg).",
     )
     parser.add_argument("--checkpoint", required=True, help="a .ckpt written by mtl train")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", default=None, help="an image file or a folder of images")
     source.add_argument("--split", choices=["train", "val", "test"], default=None, help="a split of --dataset_root")
-    parser.add_argument("--dataset_root", default=None, help="dataset in the MiniScapes layout (with --split)")
+    parser.add_argument(
+        "--dataset_root", default=None, help="the dataset, in the layout the checkpoint was trained on (with --split)"
+    )
+    parser.add_argument(
+        "--format", default="dataset", choices=("dataset", *DATASETS), metavar="FORMAT",
+        help="file format of the predictions: 'dataset' (that of the dataset the model was trained on) or a "
+        "layout's, e.g. 'cityscapes' (labelId PNGs named <city>_<seq>_<frame>_labelIds.png that "
+        "cityscapesscripts' evalPixelLevelSemanticLabeling scores); with a layout, files go to OUT/<task>/; "
+        "choices: %(choices)s",
+    )
     parser.add_argument("--out", required=True, help="output folder (created)")
     parser.add_argument("--tta", action="store_true", help="test-time augmentation over --tta_scales and --tta_flip")
     parser.add_argument(
@@ -59,19 +70,19 @@ def _predict(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(args.out)
     try:
-        predictor = load_predictor(args.checkpoint)
+        predictor = load_predictor(args.checkpoint, device)
         if args.tta:
             scales = args.tta_scales or DEFAULT_TTA_SCALES
             predictor = TestTimeAugmentation(predictor, scales, True if args.tta_flip is None else args.tta_flip)
         if args.input is not None:
             paths = list_images(args.input)
-            count = predict_images(predictor, paths, out, args.batch_size, device)
+            count = predict_images(predictor, paths, out, args.batch_size, device, args.format)
             print(f"wrote predictions of {count} image(s) to {out}")
             return 0
         flags = checkpoint_flags(args.checkpoint)
         flags.dataset_root = args.dataset_root
         layout = build_dataset(flags)
-        result = predict_dataset_split(predictor, layout, args.split, out, args.batch_size, device)
+        result = predict_dataset_split(predictor, layout, args.split, out, args.batch_size, device, args.format)
     except (OSError, DataFormatError, ValueError) as exc:  # OSError: also unwritable --out
         print(f"mtl predict: error: {one_line(exc)}", file=sys.stderr)
         return 1
@@ -79,7 +90,7 @@ def _predict(args: argparse.Namespace) -> int:
         folders = " and ".join(f"{out}/{name}" for name in predictor.tasks)
         print(f"wrote {args.split} predictions to {folders} (the split has no ground truth)")
         return 0
-    first = [DATASETS[predictor.dataset].headline, *(task.summary_name for task in predictor.tasks.values())]
+    first = [DATASETS[predictor.dataset].headline, *(task.summary_name for task in predictor.tasks.values()), "total"]
     headline = {k: result[k] for k in first if k in result}
     headline.update({k: v for k, v in result.items() if not isinstance(v, dict)})
     text = json.dumps({**headline, **result}, indent=2, allow_nan=False)

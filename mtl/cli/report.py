@@ -5,35 +5,46 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mtl.reporting import SORT_KEYS
+from mtl.reporting import SORT_HELP
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from mtl.cli.results import add_delta_arguments
+
     parser = subparsers.add_parser(
         "report",
         help="self-contained HTML page comparing the runs under a folder",
         description="Write one HTML file (no network needed: inline CSS, embedded images, no scripts) with the "
-        "results table of `mtl results`, per-epoch curves of grader, mIoU, SI-logRMSE and train/val losses, "
-        "per-class IoU and depth metrics of each run's best epoch, the latest observed validation predictions "
-        "from TensorBoard, and each run's configuration.",
+        "results table of `mtl results` (Δm included), how Δm was computed and which baselines are missing, "
+        "per-epoch curves of the scores and train/val losses, each task's metrics at each run's best epoch "
+        "(per-class scores shaded), the latest observed validation predictions from TensorBoard with the tasks' "
+        "legends, and each run's configuration.",
     )
     parser.add_argument("runs_dir", metavar="RUNS_DIR", help="folder searched recursively for run directories")
     parser.add_argument("--out", required=True, help="HTML file to write")
-    parser.add_argument("--sort", choices=SORT_KEYS, default="grader", help="order of the runs (default grader)")
+    parser.add_argument("--sort", default=None, metavar="KEY", help=SORT_HELP)
+    add_delta_arguments(parser)
     parser.set_defaults(func=_report)
 
 
 def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mtl.cli.results import load_runs_or_explain
+    from mtl.cli.results import deltas_or_explain, load_runs_or_explain
     from mtl.reporting.page import render_report
 
     loaded = load_runs_or_explain("report", args.runs_dir)
     if loaded is None:
         return 2
     runs, problems = loaded
-    page = render_report(runs, args.runs_dir, args.sort, problems)
+    deltas = deltas_or_explain("report", runs, args)
+    if deltas is None:
+        return 2
+    try:
+        page = render_report(runs, args.runs_dir, args.sort, problems, deltas, args.delta_metrics)
+    except ValueError as exc:
+        print(f"mtl report: {exc}", file=sys.stderr)
+        return 2
     try:
         Path(args.out).write_text(page, encoding="utf-8")
     except OSError as exc:

@@ -1,11 +1,25 @@
-"""`mtl results RUNS_DIR`: one table row per run (best epoch's scores, differing hyper-parameters, size, time)."""
+"""`mtl results RUNS_DIR`: one table row per run (best epoch's scores, Δm, differing hyper-parameters, size, time)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from mtl.reporting import FORMATS, SORT_KEYS
+from mtl.reporting import DELTA_MODES, FORMATS, SORT_HELP
+
+
+def add_delta_arguments(parser: argparse.ArgumentParser) -> None:
+    """--baseline and --delta_metrics, shared with `mtl report`."""
+    parser.add_argument(
+        "--baseline", action="append", default=[], metavar="TASK=RUN_DIR",
+        help="the single-task run to compare TASK with in Δm (repeatable); default: the single-task run of the same "
+        "dataset under RUNS_DIR whose configuration is closest to each multi-task run's",
+    )
+    parser.add_argument(
+        "--delta_metrics", choices=DELTA_MODES, default="declared",
+        help="metrics of Δm: each task's declared ones (semseg mIoU and pixel accuracy, depth abs and rel error, "
+        "normals angles; default) or each task's summary metric (the course setting: mIoU and SI-logRMSE)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,17 +28,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="table of the runs under a folder (markdown, LaTeX or CSV)",
         description="Find every run directory (config.yaml + metrics.csv) under RUNS_DIR and list, per run: "
         "model, the hyper-parameters that differ between the runs, the best validation epoch (0-based; first "
-        "maximum of the grader, like best.ckpt) with its grader, mIoU and SI-logRMSE, the number of validated "
-        "epochs, trained parameters (BatchNorm statistics excluded) and training time (from TensorBoard event "
-        "timestamps, summed over resumed sessions). Runs that stopped before any validation have empty scores.",
+        "maximum of the dataset's checkpoint rank, like best.ckpt: the grader on MiniScapes) with its headline "
+        "score and each task's summary metric, Δm against single-task baselines (once some run has one), the "
+        "number of validated epochs, trained parameters (BatchNorm statistics excluded) and training time (from "
+        "TensorBoard event timestamps, summed over resumed sessions). Runs that stopped before any validation "
+        "have empty scores.",
     )
     parser.add_argument("runs_dir", metavar="RUNS_DIR", help="folder searched recursively for run directories")
     parser.add_argument("--format", choices=FORMATS, default="markdown", help="table format (default markdown)")
-    parser.add_argument(
-        "--sort", choices=SORT_KEYS, default="grader",
-        help="order: grader and miou descending, si_log_rmse ascending, name alphabetical (default grader)",
-    )
+    parser.add_argument("--sort", default=None, metavar="KEY", help=SORT_HELP)
     parser.add_argument("--out", default=None, help="write the table to this file instead of standard output")
+    add_delta_arguments(parser)
     parser.set_defaults(func=_results)
 
 
@@ -49,16 +63,71 @@ def load_runs_or_explain(command: str, runs_dir: str) -> tuple[list, list[str]] 
     return runs, errors
 
 
+def load_baselines(command: str, specs: list[str]) -> dict | None:
+    """``--baseline TASK=RUN_DIR`` values → {task: Run}; None (after a message on stderr) when one is unusable."""
+    from mtl.reporting.runs import RunFormatError, load_run
+    from mtl.tasks import TASKS
+
+    baselines = {}
+    for spec in specs:
+        task, sep, path = spec.partition("=")
+        problem = None
+        if not sep or not task or not path:
+            problem = "expected TASK=RUN_DIR"
+        elif task not in TASKS:
+            problem = f"unknown task {task!r}; known: {', '.join(TASKS)}"
+        elif task in baselines:
+            problem = f"a second baseline for {task}"
+        if problem is None:
+            try:
+                run = load_run(path)
+            except (RunFormatError, FileNotFoundError, OSError) as exc:
+                problem = f"cannot read the run ({exc})"
+            else:
+                run.name = path
+                if run.tasks != (task,):
+                    problem = f"the run trained {','.join(run.tasks)}; a baseline is a single-task run of {task}"
+                elif run.best is None:
+                    problem = "the run has no validation yet"
+                else:
+                    baselines[task] = run
+        if problem is not None:
+            print(f"mtl {command}: --baseline {spec}: {problem}", file=sys.stderr)
+            return None
+    return baselines
+
+
+def deltas_or_explain(command: str, runs: list, args: argparse.Namespace) -> dict | None:
+    """Δm of the runs with the baselines of the flags; None (after a message) when a --baseline is unusable."""
+    from mtl.reporting.delta import compute_deltas
+
+    explicit = load_baselines(command, args.baseline)
+    if explicit is None:
+        return None
+    return compute_deltas(runs, explicit, args.delta_metrics)
+
+
 def _results(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mtl.reporting.table import results_table
+    from mtl.reporting.table import results_table, shows_delta
 
     loaded = load_runs_or_explain("results", args.runs_dir)
     if loaded is None:
         return 2
     runs, _ = loaded
-    text = results_table(runs, args.format, args.sort)
+    deltas = deltas_or_explain("results", runs, args)
+    if deltas is None:
+        return 2
+    try:
+        text = results_table(runs, args.format, args.sort, deltas)
+    except ValueError as exc:
+        print(f"mtl results: {exc}", file=sys.stderr)
+        return 2
+    if shows_delta(deltas):
+        for name, delta in deltas.items():
+            if delta.value is None:
+                print(f"mtl results: Δm of {name} left empty: {delta.reason}", file=sys.stderr)
     if args.out is None:
         sys.stdout.write(text)
         return 0

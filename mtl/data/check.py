@@ -1,16 +1,19 @@
-"""`mtl data check`: load every file of a MiniScapes-layout dataset and report each bad one by its path.
+"""The layout-independent parts of `mtl data check`; each dataset layout finds its own problems.
 
-Checked: missing modality folders and files (including index gaps), stray files and folders, names
-that are not sample names (``03.jpg``, ``٣.jpg``: only ``<i>`` in ASCII digits without leading zeros is
-a sample), content that does not match the extension (a PNG or GIF named ``.jpg``, a JPEG named
-``.png``), files that do not decode (truncated/corrupt), wrong modes (16-bit depth included), semseg
-values outside 0..18/255, and image sizes: every image must have the size most of the dataset has,
-which also catches a modality that differs from its RGB. ``test_gt/`` (the grader's ground truth of the
-test split) is checked against ``test/rgb``.
+A layout (``DatasetLayout.find_problems`` in ``mtl.datasets``) knows its folders, file names and formats,
+and reports every bad file on one line that starts with the file's path. What several layouts share is
+here, and none of it knows a layout or a task:
 
-A depth map without a single valid pixel (all 0) is a *warning*, not a problem: it is well-formed, the
-depth loss and metrics skip images without valid pixels, and such frames can be legitimate; but a
-dataset of them has no depth to learn, so each one is listed. Warnings do not change the exit code.
+- ``CheckResult``: problems, warnings and the number of files loaded; ``print_result`` prints it.
+- Index-named sample folders (``<folder>/<modality>/<i><ext>``, as MiniScapes and the MTAN-style ``.npy``
+  copies store them): only ``<i>`` in ASCII digits without leading zeros is a sample (``03.jpg``, ``٣.jpg``
+  are aliases, reported by name); indices must run 0..N-1; stray files and folders are named
+  (``scan_indexed_group``); ``count_indexed_files`` is the reader's strict count of such a folder.
+- Sniffing an image's real format behind its extension (a PNG named ``.jpg``), and the dataset-wide image
+  size: every image must have the size most of the dataset has (``size_problems``).
+
+A *warning* (e.g. a depth map without a single valid pixel) is well-formed data worth a look; it does not
+change the exit code.
 """
 
 from __future__ import annotations
@@ -18,40 +21,105 @@ from __future__ import annotations
 import re
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from mtl.data.formats import DataFormatError, read_depth, read_rgb, read_semseg
-from mtl.data.miniscapes import MODALITY_EXT, SPLITS
+from mtl.data.formats import DataFormatError
 
-READERS = {"rgb": read_rgb, "semseg": read_semseg, "depth": read_depth}
-# What PIL must recognise behind each extension. MPO is the multi-picture JPEG of some cameras: a JPEG.
-FORMATS = {".jpg": ("JPEG", "MPO"), ".png": ("PNG",)}
+# What PIL must recognise behind each image extension. MPO is the multi-picture JPEG of some cameras: a JPEG.
+IMAGE_FORMATS = {".jpg": ("JPEG", "MPO"), ".png": ("PNG",)}
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # PIL's modes for a 16-bit grayscale PNG
 
 
+@dataclass
+class CheckResult:
+    """Problems and warnings (one line each, starting with the path) and the number of files loaded."""
+
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    files_checked: int = 0
+
+
+# ------------------------------------------------------------------------------ index-named sample folders
+def sample_name_hint(ext: str) -> str:
+    return f"not a sample name (expected <i>{ext} with i = 0, 1, 2, ... in ASCII digits without leading zeros)"
+
+
+def _index_pattern(ext: str) -> re.Pattern[str]:
+    return re.compile(rf"(0|[1-9][0-9]*){re.escape(ext)}")
+
+
+def count_indexed_files(folder: Path, ext: str) -> int:
+    """Number of samples in a folder of ``<i><ext>`` files (indices must run 0..N-1).
+
+    A file with the extension (any case) whose name still reads as a number (``03.jpg``, ``+3.jpg``, ``٣.jpg``:
+    ``int()`` accepts them all) is an error naming the file rather than a silent alias of a sample; other files
+    (``notes.txt``, ``cover.jpg``) are ignored here (`mtl data check` reports them). A gap names the first
+    missing file. Errors are ``DataFormatError`` with one line starting with the path.
+    """
+    folder = Path(folder)
+    indices: list[int] = []
+    aliases: list[str] = []
+    n = len(ext)
+    for name in sorted(p.name for p in folder.iterdir()):
+        stem, suffix = name[:-n], name[-n:]
+        if suffix.lower() != ext.lower():
+            continue
+        if suffix == ext and stem.isascii() and stem.isdigit() and (stem == "0" or stem[0] != "0"):
+            indices.append(int(stem))
+            continue
+        try:
+            int(stem)
+        except ValueError:
+            if not stem.isdigit():
+                continue  # not meant as a sample
+        aliases.append(name)
+    message = None
+    if aliases:
+        message = f"{folder / aliases[0]}: {sample_name_hint(ext)}"
+        if len(aliases) > 1:
+            message += f"; also {', '.join(aliases[1:6])}{f' and {len(aliases) - 6} more' if len(aliases) > 6 else ''}"
+    else:
+        indices.sort()
+        if indices != list(range(len(indices))):
+            present = set(indices)  # some index >= N exists, so one below N is missing
+            missing = [i for i in range(len(indices)) if i not in present][:5]
+            more = indices[-1] + 1 - len(indices) - len(missing)
+            message = (
+                f"{folder / f'{missing[0]}{ext}'}: missing file (indices must run 0..N-1; found {len(indices)} "
+                f"files up to {indices[-1]}{ext}, missing {missing}{f' and {more} more' if more > 0 else ''})"
+            )
+    if message is not None:
+        # A name with undecodable bytes (a surrogate escape) would make printing the error fail.
+        raise DataFormatError(message.encode("utf-8", "backslashreplace").decode("utf-8"))
+    return len(indices)
+
+
 @dataclass(frozen=True)
-class _Group:
-    """One folder of samples: the modalities it must have, those it may have, and the index count it
-    must match (None: its own highest index decides)."""
+class IndexedGroup:
+    """One folder of samples: ``<folder>/<modality>/<i><ext>``.
+
+    ``extensions`` maps every modality folder the group may hold to its file extension; ``required`` must be
+    there, ``optional`` may be. ``expected_count``: the number of indices the group must have (None: its own
+    highest index decides); an index beyond it is named as having no ``<counterpart>/<i><counterpart_ext>``.
+    """
 
     folder: Path
+    extensions: Mapping[str, str]
     required: tuple[str, ...]
     optional: tuple[str, ...] = ()
     expected_count: int | None = None
-    counterpart: Path | None = None  # where an index beyond expected_count should have had its image
+    counterpart: Path | None = None
+    counterpart_ext: str = ""
 
 
-def _file_pattern(modality: str) -> re.Pattern[str]:
-    return re.compile(rf"(0|[1-9][0-9]*){re.escape(MODALITY_EXT[modality])}")
-
-
-def _scan_group(group: _Group, problems: list[str], files: list[tuple[Path, str]]) -> int:
-    """Check the layout of one group, queue its files for loading, and return its number of indices."""
+def scan_indexed_group(group: IndexedGroup, problems: list[str], files: list[tuple[Path, str]]) -> int:
+    """Check the structure of one group, queue its sample files as (path, modality) in modality order, and
+    return its number of indices."""
     allowed = group.required + group.optional
     present = [m for m in allowed if (group.folder / m).is_dir()]
     problems += [f"{group.folder / m}: missing folder" for m in group.required if m not in present]
@@ -62,8 +130,8 @@ def _scan_group(group: _Group, problems: list[str], files: list[tuple[Path, str]
     ]
     indices: dict[str, set[int]] = {}
     for modality in present:
-        pattern = _file_pattern(modality)
-        ext = MODALITY_EXT[modality]
+        ext = group.extensions[modality]
+        pattern = _index_pattern(ext)
         indices[modality] = set()
         for entry in sorted((group.folder / modality).iterdir()):
             match = pattern.fullmatch(entry.name)
@@ -73,19 +141,16 @@ def _scan_group(group: _Group, problems: list[str], files: list[tuple[Path, str]
             elif match:
                 indices[modality].add(int(match.group(1)))
             else:
-                problems.append(
-                    f"{entry}: not a sample name (expected <i>{ext} with i = 0, 1, 2, ... in ASCII digits "
-                    "without leading zeros)"
-                )
+                problems.append(f"{entry}: {sample_name_hint(ext)}")
     found = max((max(s) + 1 for s in indices.values() if s), default=0)
     count = found if group.expected_count is None else group.expected_count
     for modality in present:
-        ext = MODALITY_EXT[modality]
+        ext = group.extensions[modality]
         for i in range(max(count, found)):
             path = group.folder / modality / f"{i}{ext}"
             if i >= count:
                 if i in indices[modality]:
-                    problems.append(f"{path}: no matching {group.counterpart / f'{i}.jpg'}")
+                    problems.append(f"{path}: no matching {group.counterpart / f'{i}{group.counterpart_ext}'}")
             elif i not in indices[modality]:
                 problems.append(f"{path}: missing file")
             else:
@@ -93,90 +158,64 @@ def _scan_group(group: _Group, problems: list[str], files: list[tuple[Path, str]
     return count
 
 
-def _check_file(path: Path, modality: str) -> tuple[str | None, str | None, tuple[int, int] | None]:
-    """(problem, warning, (width, height)) of one file; the size is None when the file is not usable."""
+# ----------------------------------------------------------------------------------------- file contents
+def image_header(path: Path) -> tuple[str | None, str | None]:
+    """(format, mode) as PIL reads them from the header, or (None, None) if PIL cannot identify the file."""
     try:
         with Image.open(path) as image:  # reads the header only
-            real_format, mode = image.format, image.mode
-    except Exception:  # unidentified or unreadable: the reader below names the cause
-        real_format = mode = None
-    expected = FORMATS[path.suffix]
-    if real_format is not None and real_format not in expected:
-        return f"{path}: content is {real_format}, but the {path.suffix} extension requires {expected[0]}", None, None
-    if modality == "depth" and mode in SIXTEEN_BIT_MODES:
-        return f"{path}: depth image is 16-bit (mode {mode!r}), expected 8-bit disparity codes (mode 'L')", None, None
-    try:
-        array = READERS[modality](path)
-    except DataFormatError as exc:
-        return str(exc), None, None
-    warning = None
-    if modality == "depth" and not np.isfinite(array).any():
-        warning = f"{path}: warning: no valid depth pixel (every value is 0 = invalid)"
-    return None, warning, (array.shape[1], array.shape[0])
+            return image.format, image.mode
+    except Exception:  # unidentified or unreadable: the format's reader names the cause
+        return None, None
 
 
-@dataclass
-class CheckResult:
-    """Problems and warnings (one line each, starting with the path) and the number of files loaded."""
+def content_problem(path: Path, real_format: str | None) -> str | None:
+    """A file whose content is another image format than its extension says (a PNG named .jpg)."""
+    expected = IMAGE_FORMATS.get(path.suffix)
+    if expected is not None and real_format is not None and real_format not in expected:
+        return f"{path}: content is {real_format}, but the {path.suffix} extension requires {expected[0]}"
+    return None
 
-    problems: list[str]
-    warnings: list[str]
-    files_checked: int
+
+FileCheck = Callable[[Path, str], tuple[str | None, str | None, tuple[int, int] | None]]
 
 
-def find_problems(root: str | Path, progress: bool = True) -> CheckResult:
-    """Everything wrong with the dataset at ``root``."""
-    root = Path(root)
-    if not root.is_dir():
-        return CheckResult([f"{root}: dataset root not found"], [], 0)
-    if not any((root / name).is_dir() for name in (*SPLITS, "test_gt")):
-        return CheckResult([f"{root}: no {', '.join(SPLITS)} or test_gt folder"], [], 0)
-    problems: list[str] = []
-    warnings: list[str] = []
-    files: list[tuple[Path, str]] = []
-    test_count = None
-    for split in SPLITS:
-        if (root / split).is_dir():
-            if split == "test":  # the official test split ships RGB only
-                group = _Group(root / split, ("rgb",), ("semseg", "depth"))
-            else:
-                group = _Group(root / split, ("rgb", "semseg", "depth"))
-            count = _scan_group(group, problems, files)
-            if split == "test":
-                test_count = count
-    if (root / "test_gt").is_dir():
-        test_gt = _Group(root / "test_gt", ("semseg", "depth"), (), test_count, root / "test" / "rgb")
-        _scan_group(test_gt, problems, files)
-
+def check_files(
+    files: Sequence[tuple[Path, str]], check_one: FileCheck, result: CheckResult, progress: bool = True
+) -> list[tuple[Path, tuple[int, int]]]:
+    """Run ``check_one(path, kind) -> (problem, warning, (width, height) or None)`` on every queued file,
+    adding to ``result``; returns the sizes of the files that loaded."""
     sizes: list[tuple[Path, tuple[int, int]]] = []
-    for path, modality in tqdm(files, desc="checking", unit="file", file=sys.stderr, delay=2.0, disable=not progress):
-        problem, warning, size = _check_file(path, modality)
+    for path, kind in tqdm(files, desc="checking", unit="file", file=sys.stderr, delay=2.0, disable=not progress):
+        problem, warning, size = check_one(path, kind)
         if problem is not None:
-            problems.append(problem)
+            result.problems.append(problem)
         if warning is not None:
-            warnings.append(warning)
+            result.warnings.append(warning)
         if size is not None:
             sizes.append((path, size))
-    if sizes:
-        common = Counter(size for _, size in sizes).most_common(1)[0][0]
-        problems += [
-            f"{path}: size {w}x{h}, but the dataset's images are {common[0]}x{common[1]}"
-            for path, (w, h) in sizes
-            if (w, h) != common
-        ]
-    return CheckResult(problems, warnings, len(files))
+    result.files_checked += len(files)
+    return sizes
 
 
+def size_problems(sizes: Iterable[tuple[Path, tuple[int, int]]], what: str = "the dataset's images") -> list[str]:
+    """Every file whose (width, height) differs from the most common one."""
+    sizes = list(sizes)
+    if not sizes:
+        return []
+    common = Counter(size for _, size in sizes).most_common(1)[0][0]
+    return [f"{path}: size {w}x{h}, but {what} are {common[0]}x{common[1]}" for path, (w, h) in sizes if (w, h) != common]
+
+
+# ------------------------------------------------------------------------------------------------ output
 def _print(line: str) -> None:
     """Print a line even when a file name cannot be encoded for the terminal (e.g. undecodable bytes)."""
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
     print(line.encode(encoding, "backslashreplace").decode(encoding, "replace"))
 
 
-def run_check(root: str | Path) -> int:
+def print_result(root: str | Path, result: CheckResult) -> int:
     """Print every problem, then every warning, then a summary; 1 if there is a problem, else 0
     (warnings alone leave the exit code 0)."""
-    result = find_problems(root)
     for line in result.problems + result.warnings:
         _print(line)
     warned = f", {len(result.warnings)} warning(s)" if result.warnings else ""

@@ -6,9 +6,6 @@ import numpy as np
 
 IGNORE_INDEX = 255
 
-# The two dense tasks of a sample: semantic segmentation (trainIds) and depth (metres).
-TASKS: tuple[str, ...] = ("semseg", "depth")
-
 CLASSES: tuple[tuple[str, tuple[int, int, int]], ...] = (
     ("road", (128, 64, 128)),
     ("sidewalk", (244, 35, 232)),

@@ -1,9 +1,21 @@
 """MiniScapes file formats: RGB JPEG, semseg trainId PNG, depth as quantised-disparity PNG.
 
-Depth PNG (8-bit, mode L): v = trunc(1 + 254·(1/z − dmin)/(dmax − dmin)), dmin = 1/300, dmax = 1/4,
-decoded z = 1/((dmax − dmin)·(v − 1)/254 + dmin), v = 0 is invalid. Ground truth is written with the
-"invalidate" policy (out of range / NaN → 0), predictions with "clamp" (v clipped to [1, 255]; NaN is
-an error because a prediction must say something about every pixel). Arithmetic is float64.
+Depth PNG (8-bit, mode L): v = 1 + 254·(1/z − dmin)/(dmax − dmin), dmin = 1/300, dmax = 1/4, truncated
+to a code; decoded z = 1/((dmax − dmin)·(v − 1)/254 + dmin), v = 0 is invalid. Ground truth is written
+with the "invalidate" policy (out of range / NaN → 0), predictions with "clamp" (v clipped to [1, 255];
+NaN is an error because a prediction must say something about every pixel). Arithmetic is float64.
+
+Round trip: every code re-encodes to itself, ``encode_depth(decode_depth(v)) == v`` for v = 1..255
+under both policies. Truncating v literally does not give that: ``decode_depth`` returns float32
+metres (as do the data loaders and the network), and the float32 rounding of the depth moves v by up
+to 254·(1/zmin)/(dmax − dmin)·2⁻²⁴ ≈ 1.5e-5 (at 4 m; measured 1.44e-5), below the integer for about
+half of the codes, which truncation then drops by one. The encoder therefore truncates
+v + ``DEPTH_CODE_EPS`` (1e-4: 6× that error, and 1e-4 of the width of a code, so arbitrary depths still
+truncate as before except in a sliver just beyond each code boundary, of relative width 4e-7 in depth at
+4 m to 3e-5 at 300 m, which now maps to the nearer code).
+The same sliver applies at the ends of the range: v ∈ [1 − ε, 1) counts as 300 m and v ∈ (255, 255 + ε]
+as 4 m (code 255 decoded in float64 is 3.9999999999999996 m, whose v is 255 + 6e-14).
+SPEC §2 states ε = 1e-6, which suffices for depths held in float64 but not for float32 depths.
 """
 
 from __future__ import annotations
@@ -21,6 +33,10 @@ ZMAX = 300.0
 DMIN = 1.0 / ZMAX
 DMAX = 1.0 / ZMIN
 
+# Added to v before truncation (module docstring): larger than the float32 rounding error of a decoded
+# depth (≤ 1.5e-5 in v), far smaller than a code.
+DEPTH_CODE_EPS = 1e-4
+
 DepthPolicy = Literal["invalidate", "clamp"]
 
 
@@ -33,14 +49,16 @@ def encode_depth(depth_m: np.ndarray, policy: DepthPolicy) -> np.ndarray:
     z = np.asarray(depth_m, dtype=np.float64)
     if policy == "clamp" and np.isnan(z).any():
         raise ValueError("depth prediction contains NaN; every pixel needs a depth to encode")
-    with np.errstate(divide="ignore", invalid="ignore"):
+    if policy not in ("invalidate", "clamp"):
+        raise ValueError(f"unknown depth policy {policy!r}; use 'invalidate' or 'clamp'")
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         v = 1.0 + 254.0 * (1.0 / z - DMIN) / (DMAX - DMIN)
-    if policy == "clamp":
-        return np.trunc(np.clip(v, 1.0, 255.0)).astype(np.uint8)
-    if policy == "invalidate":
-        bad = ~np.isfinite(v) | (v < 1.0) | (v > 255.0)
-        return np.where(bad, 0.0, np.trunc(np.where(bad, 0.0, v))).astype(np.uint8)
-    raise ValueError(f"unknown depth policy {policy!r}; use 'invalidate' or 'clamp'")
+        if policy == "clamp":
+            # ±inf depths and 0 m clip to the ends of the range; NaN was refused above
+            return np.trunc(np.clip(v + DEPTH_CODE_EPS, 1.0, 255.0)).astype(np.uint8)
+        ok = (v >= 1.0 - DEPTH_CODE_EPS) & (v <= 255.0 + DEPTH_CODE_EPS)  # NaN compares False
+        codes = np.trunc(np.clip(np.where(ok, v, 1.0) + DEPTH_CODE_EPS, 1.0, 255.0))
+    return np.where(ok, codes, 0.0).astype(np.uint8)
 
 
 def decode_depth(codes: np.ndarray) -> np.ndarray:

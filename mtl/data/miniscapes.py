@@ -1,4 +1,9 @@
-"""Reads a dataset in the MiniScapes layout: <root>/<split>/{rgb,semseg,depth}/<i>.{jpg,png}."""
+"""Paths and sample count of the MiniScapes layout: <root>/<split>/{rgb,semseg,depth}/<i>.{jpg,png}.
+
+The dataset plug-in ``mtl.datasets.miniscapes`` (what training, prediction, `mtl data check` and
+`mtl data stats` use) builds on these. ``MiniScapes`` is the former torch ``Dataset`` of the course's
+two modalities, kept for code that imports it; it imports torch only when an item is taken.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
+from mtl.data.check import count_indexed_files
 from mtl.data.formats import DataFormatError, read_depth, read_rgb, read_semseg
 
 SPLITS = ("train", "val", "test")
@@ -30,46 +34,10 @@ def split_size(root: Path, split: str) -> int:
     folder = Path(root) / split / "rgb"
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: split folder not found (expected <root>/{split}/rgb/<i>.jpg)")
-    indices: list[int] = []
-    aliases: list[str] = []
-    for name in sorted(p.name for p in folder.iterdir()):
-        stem, ext = name[:-4], name[-4:]
-        if ext.lower() != ".jpg":
-            continue
-        if ext == ".jpg" and stem.isascii() and stem.isdigit() and (stem == "0" or stem[0] != "0"):
-            indices.append(int(stem))
-            continue
-        try:
-            int(stem)
-        except ValueError:
-            if not stem.isdigit():
-                continue  # not meant as a sample
-        aliases.append(name)
-    message = None
-    if aliases:
-        message = (
-            f"{folder / aliases[0]}: not a sample name (expected <i>.jpg with i = 0, 1, 2, ... in ASCII digits "
-            f"without leading zeros)"
-        )
-        if len(aliases) > 1:
-            message += f"; also {', '.join(aliases[1:6])}{f' and {len(aliases) - 6} more' if len(aliases) > 6 else ''}"
-    else:
-        indices.sort()
-        if indices != list(range(len(indices))):
-            present = set(indices)  # some index >= N exists, so one below N is missing
-            missing = [i for i in range(len(indices)) if i not in present][:5]
-            more = indices[-1] + 1 - len(indices) - len(missing)
-            message = (
-                f"{folder / f'{missing[0]}.jpg'}: missing file (indices must run 0..N-1; found {len(indices)} "
-                f"files up to {indices[-1]}.jpg, missing {missing}{f' and {more} more' if more > 0 else ''})"
-            )
-    if message is not None:
-        # A name with undecodable bytes (a surrogate escape) would make printing the error fail.
-        raise DataFormatError(message.encode("utf-8", "backslashreplace").decode("utf-8"))
-    return len(indices)
+    return count_indexed_files(folder, MODALITY_EXT["rgb"])
 
 
-class MiniScapes(Dataset):
+class MiniScapes:
     """One split of a MiniScapes-layout dataset.
 
     Each item is a dict: ``rgb`` uint8 tensor 3×H×W, ``semseg`` int64 H×W (255 = ignore) and ``depth``
@@ -109,6 +77,8 @@ class MiniScapes(Dataset):
         return out
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        import torch
+
         if not 0 <= index < self.size:
             raise IndexError(index)
         arrays = self.read(index)

@@ -1,8 +1,24 @@
-"""`mtl data stats`: depth statistics and class frequencies of one split, streamed over its images.
+"""`mtl data stats`: statistics of one split of any dataset layout, streamed over its samples.
 
-The training code normalises depth with ``depth_mean``/``depth_std`` from :func:`compute_stats`
-(the course used the MiniScapes train values 27.0727 / 29.1264 m). The standard deviation is the
-population one (ddof 0) over all valid pixels of the split, accumulated as float64 sums.
+Generic over the layout's tasks: what is measured follows from the array convention each task's ground
+truth crosses the layout boundary in, not from a task's name:
+
+- class ids (H×W integers): pixels per class of the dataset's classes, their frequencies among the labelled
+  pixels, and the pixels outside the classes (the ignore index);
+- a scalar map (H×W floats, NaN = invalid; depth): mean, population std (ddof 0), min and max over all valid
+  pixels of the split, accumulated as float64 sums, and a histogram over log-spaced bins of the dataset's
+  depth range (values outside it fall into the end bins), in the dataset's unit (``info.depth_unit``);
+- vectors (H×W×3 floats, NaN = invalid; normals): the number and fraction of valid pixels.
+
+Keys of ``compute_stats``: ``num_images``; ``kinds`` (task → ``classes``, ``scalar`` or ``vectors``);
+``class_pixels``, ``class_frequency``, ``ignore_pixels``;
+``<task>_mean``, ``<task>_std``, ``<task>_min``, ``<task>_max``, ``<task>_valid_pixels`` of a scalar map,
+and ``histogram_edges``/``histogram_counts`` (``<task>_histogram_*`` if a layout has several scalar maps);
+``<task>_valid_pixels``, ``<task>_valid_fraction`` of vectors. The training code normalises depth with the
+mean/std measured the same way (``--depth_stats auto``).
+
+The layout is any object with ``info``, ``root``, ``split_size``, ``require_ground_truth`` and ``read``
+(``mtl.datasets.DatasetLayout``); this module never imports one.
 """
 
 from __future__ import annotations
@@ -15,88 +31,158 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from mtl.data.classes import CLASS_NAMES, NUM_CLASSES
-from mtl.data.formats import ZMAX, ZMIN, DataFormatError
-from mtl.data.miniscapes import MiniScapes
+from mtl.data.formats import DataFormatError
 
 HISTOGRAM_BINS = 64
 
 
-def histogram_edges() -> np.ndarray:
-    """Log-spaced bin edges from 4 to 300 m: depth is stored as disparity, so its resolution is logarithmic-ish."""
-    return np.geomspace(ZMIN, ZMAX, HISTOGRAM_BINS + 1)
+def histogram_edges(value_range: tuple[float, float]) -> np.ndarray:
+    """Log-spaced bin edges over a positive range: depth is usually stored as disparity, so its resolution is
+    logarithmic-ish."""
+    return np.geomspace(value_range[0], value_range[1], HISTOGRAM_BINS + 1)
+
+
+class _Classes:
+    kind = "classes"
+
+    def __init__(self) -> None:
+        self.pixels = np.zeros(256, dtype=np.int64)
+
+    def add(self, ids: np.ndarray) -> None:
+        self.pixels += np.bincount(ids.ravel(), minlength=256)[:256]
+
+    def result(self, task: str, num_classes: int) -> dict[str, Any]:
+        labelled = self.pixels[:num_classes]
+        total = int(labelled.sum())
+        return {
+            "class_pixels": labelled.tolist(),
+            "class_frequency": (labelled / max(total, 1)).tolist(),
+            "ignore_pixels": int(self.pixels[num_classes:].sum()),
+        }
+
+
+class _Scalar:
+    kind = "scalar"
+
+    def __init__(self, value_range: tuple[float, float]) -> None:
+        self.range = value_range
+        self.edges = histogram_edges(value_range)
+        self.sum = self.sum_sq = 0.0
+        self.min, self.max = np.inf, -np.inf
+        self.count = 0
+        self.hist = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
+
+    def add(self, values: np.ndarray) -> None:
+        valid = values[np.isfinite(values)].astype(np.float64)
+        if valid.size == 0:
+            return
+        self.count += valid.size
+        self.sum += valid.sum()
+        self.sum_sq += np.square(valid).sum()
+        self.min = min(self.min, float(valid.min()))
+        self.max = max(self.max, float(valid.max()))
+        # Clip so that values at (or beyond) the ends of the range land in the end bins, not outside.
+        self.hist += np.histogram(np.clip(valid, *self.range), bins=self.edges)[0]
+
+    def result(self, task: str, histogram_prefix: str) -> dict[str, Any]:
+        mean = self.sum / self.count
+        return {
+            f"{task}_valid_pixels": self.count,
+            f"{task}_mean": mean,
+            f"{task}_std": float(np.sqrt(max(self.sum_sq / self.count - mean * mean, 0.0))),
+            f"{task}_min": self.min,
+            f"{task}_max": self.max,
+            f"{histogram_prefix}histogram_edges": self.edges.tolist(),
+            f"{histogram_prefix}histogram_counts": self.hist.tolist(),
+        }
+
+
+class _Vectors:
+    kind = "vectors"
+
+    def __init__(self) -> None:
+        self.valid = self.total = 0
+
+    def add(self, vectors: np.ndarray) -> None:
+        self.valid += int(np.isfinite(vectors).all(axis=-1).sum())
+        self.total += int(np.prod(vectors.shape[:-1]))
+
+    def result(self, task: str) -> dict[str, Any]:
+        return {f"{task}_valid_pixels": self.valid, f"{task}_valid_fraction": self.valid / max(self.total, 1)}
+
+
+def _accumulator(array: np.ndarray, value_range: tuple[float, float]) -> _Classes | _Scalar | _Vectors | None:
+    """What to measure on a task's arrays, from their convention (None: nothing this module knows)."""
+    if array.ndim == 2 and np.issubdtype(array.dtype, np.integer):
+        return _Classes()
+    if array.ndim == 2 and np.issubdtype(array.dtype, np.floating):
+        return _Scalar(value_range)
+    if array.ndim == 3 and array.shape[-1] == 3 and np.issubdtype(array.dtype, np.floating):
+        return _Vectors()
+    return None
 
 
 def compute_stats(
-    root: str | Path, split: str = "train", max_images: int | None = None, progress: bool = True
+    layout: Any, split: str = "train", max_images: int | None = None, progress: bool = True
 ) -> dict[str, Any]:
-    """Statistics of a split with ground truth, over all its images or ``max_images`` evenly spaced ones
-    (a quick estimate for normalising depth at the start of training).
-
-    Keys: ``depth_mean``, ``depth_std``, ``depth_min``, ``depth_max`` (metres, valid pixels only),
-    ``class_frequency`` (19 fractions of the labelled, non-ignore pixels, summing to 1),
-    ``class_pixels`` (19 counts), ``ignore_pixels``, ``depth_valid_pixels``, ``num_images``,
-    ``histogram_edges`` and ``histogram_counts`` (valid depth over :func:`histogram_edges`).
-    """
+    """Statistics of a split with ground truth, over all its samples or ``max_images`` evenly spaced ones
+    (a quick estimate). Keys: see the module docstring."""
     if max_images is not None and max_images < 1:
         raise ValueError(f"max_images must be positive, got {max_images}")
-    dataset = MiniScapes(root, split, modalities=("semseg", "depth"))
-    indices = range(len(dataset))
-    if max_images is not None and max_images < len(dataset):
-        indices = np.linspace(0, len(dataset) - 1, max_images).round().astype(int).tolist()  # spacing ≥ 1: distinct
-    edges = histogram_edges()
-    depth_sum = depth_sq_sum = 0.0
-    depth_min, depth_max = np.inf, -np.inf
-    valid_pixels = 0
-    class_pixels = np.zeros(256, dtype=np.int64)
-    hist = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
+    size = layout.split_size(split)
+    tasks = layout.require_ground_truth(split)
+    info = layout.info
+    indices: Any = range(size)
+    if max_images is not None and max_images < size:
+        indices = np.linspace(0, size - 1, max_images).round().astype(int).tolist()  # spacing ≥ 1: distinct
+    accumulators: dict[str, Any] = {}
     for i in tqdm(indices, desc=f"stats {split}", unit="img", file=sys.stderr, delay=2.0, disable=not progress):
-        sample = dataset.read(i)
-        class_pixels += np.bincount(sample["semseg"].ravel(), minlength=256)
-        depth = sample["depth"][np.isfinite(sample["depth"])].astype(np.float64)
-        if depth.size == 0:
-            continue
-        valid_pixels += depth.size
-        depth_sum += depth.sum()
-        depth_sq_sum += np.square(depth).sum()
-        depth_min = min(depth_min, float(depth.min()))
-        depth_max = max(depth_max, float(depth.max()))
-        # Clip so the decoder's float32 rounding at exactly 4 m / 300 m cannot drop a pixel out of range.
-        hist += np.histogram(np.clip(depth, ZMIN, ZMAX), bins=edges)[0]
-    if valid_pixels == 0:
-        raise DataFormatError(f"{Path(root) / split / 'depth'}: no valid depth pixel in the split")
-    mean = depth_sum / valid_pixels
-    labelled = class_pixels[:NUM_CLASSES]
-    total_labelled = int(labelled.sum())
-    return {
-        "num_images": len(indices),
-        "depth_valid_pixels": valid_pixels,
-        "depth_mean": mean,
-        "depth_std": float(np.sqrt(max(depth_sq_sum / valid_pixels - mean * mean, 0.0))),
-        "depth_min": depth_min,
-        "depth_max": depth_max,
-        "class_pixels": labelled.tolist(),
-        "class_frequency": (labelled / max(total_labelled, 1)).tolist(),
-        "ignore_pixels": int(class_pixels[NUM_CLASSES:].sum()),
-        "histogram_edges": edges.tolist(),
-        "histogram_counts": hist.tolist(),
-    }
+        sample = layout.read(split, i, tasks)
+        for task in tasks:
+            if task not in accumulators:
+                accumulators[task] = _accumulator(sample[task], info.depth_range)
+            if accumulators[task] is not None:
+                accumulators[task].add(sample[task])
+    kinds = {task: type(acc).kind for task, acc in accumulators.items() if acc is not None}
+    stats: dict[str, Any] = {"num_images": len(indices), "kinds": kinds}
+    scalars = [t for t, a in accumulators.items() if isinstance(a, _Scalar)]
+    for task, acc in accumulators.items():
+        if isinstance(acc, _Classes):
+            stats.update(acc.result(task, info.num_classes))
+        elif isinstance(acc, _Scalar):
+            if acc.count == 0:
+                raise DataFormatError(f"{layout.root} [{split}]: no valid {task} pixel in the split")
+            stats.update(acc.result(task, "" if len(scalars) == 1 else f"{task}_"))
+        elif isinstance(acc, _Vectors):
+            stats.update(acc.result(task))
+    return stats
 
 
-def save_histogram(stats: dict[str, Any], path: str | Path, title: str) -> None:
-    """Bar plot of the depth histogram on a log axis (matplotlib's Agg canvas, no display needed)."""
+def _ticks(lo: float, hi: float) -> list[float]:
+    """1-2-5 ticks inside [lo, hi], plus both ends."""
+    ticks = {lo, hi}
+    for exponent in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1):
+        for mantissa in (1, 2, 5):
+            value = mantissa * 10.0**exponent
+            if lo * 1.15 < value < hi / 1.15:
+                ticks.add(value)
+    return sorted(ticks)
+
+
+def save_histogram(edges: list[float], counts: list[int], path: str | Path, title: str, xlabel: str) -> None:
+    """Bar plot of a histogram on a log axis (matplotlib's Agg canvas, no display needed)."""
     from matplotlib.figure import Figure
 
-    edges = np.asarray(stats["histogram_edges"])
+    edges_arr = np.asarray(edges)
     fig = Figure(figsize=(7, 4), dpi=100)
     ax = fig.add_subplot()
-    ax.stairs(stats["histogram_counts"], edges, fill=True)
+    ax.stairs(counts, edges_arr, fill=True)
     ax.set_xscale("log")
-    ax.set_xlim(edges[0], edges[-1])
-    ticks = [4, 10, 20, 50, 100, 200, 300]
-    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.set_xlim(edges_arr[0], edges_arr[-1])
+    ticks = _ticks(float(edges_arr[0]), float(edges_arr[-1]))
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.minorticks_off()
-    ax.set_xlabel("depth (m), log-spaced bins; stored disparity is quantised, so far bins can be empty")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("valid pixels")
     ax.set_title(title)
     fig.tight_layout()
@@ -104,35 +190,57 @@ def save_histogram(stats: dict[str, Any], path: str | Path, title: str) -> None:
 
 
 def run_stats(
-    root: str | Path, split: str = "train", histogram: str | Path | None = None, json_path: str | Path | None = None
+    layout: Any, split: str = "train", histogram: str | Path | None = None, json_path: str | Path | None = None
 ) -> int:
-    """Print the statistics of ``split``, save the depth histogram PNG (``histogram``, by default
-    ``depth_histogram_<split>.png`` in the current folder: the dataset stays read-only) and optionally
-    a JSON file."""
+    """Print the statistics of ``split``, save the histogram PNG of its scalar map (``histogram``, by default
+    ``depth_histogram_<split>.png`` in the current folder: the dataset stays read-only) and optionally a JSON file."""
+    root = layout.root
     try:
-        stats = compute_stats(root, split)
+        stats = compute_stats(layout, split)
     except (DataFormatError, FileNotFoundError, ValueError) as exc:
         print(f"mtl data stats: error: {exc}", file=sys.stderr)
         return 1
-    print(f"{root} [{split}]: {stats['num_images']} images, {stats['depth_valid_pixels']} valid depth pixels")
-    print(
-        f"depth (m): mean {stats['depth_mean']:.4f}  std {stats['depth_std']:.4f}  "
-        f"min {stats['depth_min']:.4f}  max {stats['depth_max']:.4f}"
-    )
-    width = max(len(name) for name in CLASS_NAMES)
-    print(f"{'class':<{width}}  {'pixels':>12}  {'percent':>8}")
-    for name, count, freq in zip(CLASS_NAMES, stats["class_pixels"], stats["class_frequency"]):
-        print(f"{name:<{width}}  {count:>12}  {100 * freq:>8.3f}")
-    print(f"{'(ignore)':<{width}}  {stats['ignore_pixels']:>12}")
-    histogram = Path(histogram) if histogram else Path(f"depth_histogram_{split}.png")
+    info = layout.info
+    print(f"{root} [{split}]: {stats['num_images']} images ({info.name} layout)")
+    scalar_tasks = [task for task, kind in stats["kinds"].items() if kind == "scalar"]
+    for task in scalar_tasks:
+        unit = info.depth_unit
+        print(
+            f"{task} ({unit}): {stats[f'{task}_valid_pixels']} valid pixels, mean {stats[f'{task}_mean']:.4f}  "
+            f"std {stats[f'{task}_std']:.4f}  min {stats[f'{task}_min']:.4f}  max {stats[f'{task}_max']:.4f}"
+        )
+    if "class_pixels" in stats:
+        width = max(len(name) for name in (*info.class_names, "(ignore)"))
+        print(f"{'class':<{width}}  {'pixels':>12}  {'percent':>8}")
+        for name, count, freq in zip(info.class_names, stats["class_pixels"], stats["class_frequency"]):
+            print(f"{name:<{width}}  {count:>12}  {100 * freq:>8.3f}")
+        print(f"{'(ignore)':<{width}}  {stats['ignore_pixels']:>12}")
+    for task in (task for task, kind in stats["kinds"].items() if kind == "vectors"):
+        fraction = stats[f"{task}_valid_fraction"]
+        print(f"{task}: {stats[f'{task}_valid_pixels']} valid pixels ({100 * fraction:.2f} %)")
+    written = []
     try:
-        save_histogram(stats, histogram, f"depth of {split} ({stats['depth_valid_pixels']} valid pixels)")
+        for task in scalar_tasks:
+            prefix = "" if len(scalar_tasks) == 1 else f"{task}_"
+            if histogram is None:
+                path = Path(f"{task}_histogram_{split}.png")
+            elif not prefix:
+                path = Path(histogram)
+            else:
+                path = Path(histogram).with_name(f"{task}_{Path(histogram).name}")
+            save_histogram(
+                stats[f"{prefix}histogram_edges"], stats[f"{prefix}histogram_counts"], path,
+                f"{task} of {split} ({stats[f'{task}_valid_pixels']} valid pixels)",
+                f"{task} ({info.depth_unit}), log-spaced bins; stored values are quantised, so some bins can be empty",
+            )
+            written.append(path)
         if json_path:
             Path(json_path).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
         print(f"mtl data stats: error: {exc}", file=sys.stderr)
         return 1
-    print(f"histogram: {histogram}")
+    for path in written:
+        print(f"histogram: {path}")
     if json_path:
         print(f"json: {json_path}")
     return 0

@@ -4,6 +4,12 @@ A layout knows where a dataset's files are and how each task's files are encoded
 is its job), but holds no task logic: turning arrays into tensors, losses and metrics belong to the tasks.
 Arrays cross this boundary in each task's plain convention: RGB H×W×3 uint8, class ids H×W uint8,
 depth H×W float32 metres (NaN = invalid), normals H×W×3 float32 unit vectors (NaN = invalid).
+
+Besides reading, a layout checks itself (``find_problems``: every bad file on one line starting with its
+path, for `mtl data check`), says which of its splits hold ground truth, and how predictions are written
+(``codec``, ``write_prediction``; ``restore_size`` for a layout that reads its files resized).
+A layout whose class set depends on its flags (e.g. 7 or 19 classes) gives it in ``info_for(flags)``; an
+instance built by ``from_flags`` carries that ``info`` too.
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from mtl.data.check import CheckResult, size_problems
+from mtl.data.formats import DataFormatError
+from mtl.errors import one_line
 from mtl.plugins import Registry
 
 if TYPE_CHECKING:
@@ -35,9 +44,10 @@ class DatasetInfo:
     class_names: tuple[str, ...] = ()
     class_colors: tuple[tuple[int, int, int], ...] = ()
     ignore_index: int = 255
-    depth_range: tuple[float, float] = (1e-3, 1e3)  # metres a valid depth can have; decoded predictions stay in it
-    depth_stats: tuple[float, float] | None = None  # published (mean, std) of train depth in metres, if any
+    depth_range: tuple[float, float] = (1e-3, 1e3)  # values (in depth_unit) a valid depth can have; predictions stay near
+    depth_stats: tuple[float, float] | None = None  # published (mean, std) of train depth (in depth_unit), if any
     extra: Mapping[str, Any] = field(default_factory=dict)
+    depth_unit: str = "m"  # what a depth value is: metres, or what a dataset stores instead (said, never converted)
 
     @property
     def num_classes(self) -> int:
@@ -71,6 +81,11 @@ class DatasetLayout:
     def from_flags(cls, flags: argparse.Namespace) -> DatasetLayout:
         return cls(flags.dataset_root)
 
+    @classmethod
+    def info_for(cls, flags: argparse.Namespace) -> DatasetInfo:
+        """The dataset's facts under these flags (the class set may depend on them); ``info`` by default."""
+        return cls.info
+
     def splits(self) -> tuple[str, ...]:
         """Splits present on disk, in canonical order."""
         raise NotImplementedError
@@ -97,6 +112,57 @@ class DatasetLayout:
     def image_size(self, split: str) -> tuple[int, int]:
         """(height, width) of the split's first image (the training crop is checked against it)."""
         return self.read(split, 0, ())["rgb"].shape[:2]
+
+    def require_ground_truth(self, split: str) -> tuple[str, ...]:
+        """``tasks_in(split)``, or FileNotFoundError naming what is missing when the split has no ground truth."""
+        tasks = self.tasks_in(split)
+        if not tasks:
+            raise FileNotFoundError(f"{self.root}: the {split} split has no ground truth")
+        return tasks
+
+    def find_problems(self, progress: bool = True) -> CheckResult:
+        """Everything wrong with the dataset, one line per bad file starting with its path (`mtl data check`).
+
+        This generic version reads every sample of every split with the ground truth the split has, so it
+        reports the first bad file of each sample and images whose size differs from most; layouts override it
+        to name every file, stray and missing ones included."""
+        result = CheckResult()
+        if not self.root.is_dir():
+            result.problems.append(f"{self.root}: dataset root not found")
+            return result
+        splits = self.splits()
+        if not splits:
+            result.problems.append(f"{self.root}: no split of the {self.info.name} layout found")
+            return result
+        sizes: list[tuple[Path, tuple[int, int]]] = []
+        for split in splits:
+            try:
+                size = self.split_size(split)
+            except (DataFormatError, OSError) as exc:
+                result.problems.append(one_line(exc))
+                continue
+            tasks = self.tasks_in(split)
+            for index in range(size):
+                try:
+                    arrays = self.read(split, index, tasks)
+                except (DataFormatError, OSError, ValueError) as exc:
+                    result.problems.append(one_line(exc))
+                    continue
+                height, width = arrays["rgb"].shape[:2]
+                sizes.append((self.root / split / self.sample_name(split, index), (width, height)))
+                result.files_checked += 1 + len(tasks)
+        result.problems += size_problems(sizes, "the dataset's samples")
+        return result
+
+    def restore_size(self, split: str, index: int, array: np.ndarray) -> np.ndarray:
+        """A prediction at the size ``read`` gives → the size of the sample's files on disk (nearest neighbour),
+        for a layout that reads its files resized; unchanged otherwise."""
+        return array
+
+    @classmethod
+    def prediction_stem(cls, stem: str) -> str:
+        """The prediction name of a user's image file called ``<stem>.<ext>`` (e.g. without a layout's suffix)."""
+        return stem
 
     @classmethod
     def prediction_path(cls, folder: Path, task: str, name: str) -> Path:

@@ -11,17 +11,28 @@ that is not trained scores 50 in it (contributes 0), as in the course.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from mtl.data import formats
+from mtl.data.check import (
+    SIXTEEN_BIT_MODES,
+    CheckResult,
+    IndexedGroup,
+    check_files,
+    content_problem,
+    image_header,
+    scan_indexed_group,
+    size_problems,
+)
 from mtl.data.classes import CLASS_COLORS, CLASS_NAMES, IGNORE_INDEX
 from mtl.data.formats import ZMAX, ZMIN, DataFormatError
 from mtl.data.miniscapes import SPLITS, split_size
 from mtl.datasets.base import Codec, DatasetInfo, DatasetLayout, register_dataset
-from mtl.metrics.score import checkpoint_rank, grader_score, total_score
 
 COURSE_TASKS = ("semseg", "depth")  # what the grader scores
 CODECS = {
@@ -29,6 +40,23 @@ CODECS = {
     "depth": Codec(".png", formats.read_depth, lambda path, metres: formats.write_depth(path, metres, "clamp")),
     "normals": Codec(".png", lambda path: formats.read_normals(path), lambda path, n: formats.write_normals(path, n)),
 }
+EXTENSIONS = {"rgb": ".jpg", **{task: codec.suffix for task, codec in CODECS.items()}}
+GROUND_TRUTH = ("semseg", "depth")  # what train and val must have; normals (the generated world's extension) may be there
+
+
+def grader_score(miou: Any, si_log_rmse: Any) -> float:
+    """The "Multitask" grader: max(mIoU − 50, 0) + max(50 − SI-logRMSE, 0), in [0, 100], higher is better."""
+    return max(float(miou) - 50.0, 0.0) + max(50.0 - float(si_log_rmse), 0.0)
+
+
+def total_score(miou: Any, si_log_rmse: Any) -> float:
+    """mIoU − SI-logRMSE: unclipped, so it still moves when a task is below the grader's 50 threshold."""
+    return float(miou) - float(si_log_rmse)
+
+
+def checkpoint_rank(grader: float, total: float) -> float:
+    """Orders validation results for best.ckpt: the grader, ties (e.g. 0 early in training) broken by total."""
+    return float(grader) + 1e-4 * math.tanh(float(total) / 100.0)
 
 
 @register_dataset("miniscapes")
@@ -54,6 +82,12 @@ class MiniScapesLayout(DatasetLayout):
     def tasks_in(self, split: str) -> tuple[str, ...]:
         return tuple(t for t in CODECS if (self.root / split / t).is_dir())
 
+    def require_ground_truth(self, split: str) -> tuple[str, ...]:
+        tasks = self.tasks_in(split)
+        if not tasks:
+            raise FileNotFoundError(f"{self.root / split}: no {list(self.info.default_tasks)} folder")
+        return tasks
+
     def path(self, split: str, modality: str, index: int) -> Path:
         suffix = ".jpg" if modality == "rgb" else CODECS[modality].suffix
         return self.root / split / modality / f"{index}{suffix}"
@@ -75,6 +109,44 @@ class MiniScapesLayout(DatasetLayout):
     def codec(cls, task: str) -> Codec:
         return CODECS[task]
 
+    def find_problems(self, progress: bool = True) -> CheckResult:
+        """Everything wrong with the dataset, each bad file on one line starting with its path.
+
+        Checked: missing modality folders and files (including index gaps), stray files and folders, names
+        that are not sample names (``03.jpg``, ``٣.jpg``), content that does not match the extension (a PNG
+        named ``.jpg``, a JPEG named ``.png``), files that do not decode (truncated/corrupt), wrong modes
+        (16-bit depth included), semseg values outside 0..18/255, and image sizes: every image must have the
+        size most of the dataset has, which also catches a modality that differs from its RGB. ``normals/``
+        (the generated world's extension) is optional. ``test_gt/`` (the grader's ground truth of the test
+        split) is checked against ``test/rgb``. A depth map without a single valid pixel is a warning: it is
+        well-formed and the depth loss and metrics skip such images, but a dataset of them has no depth to learn.
+        """
+        root = self.root
+        if not root.is_dir():
+            return CheckResult([f"{root}: dataset root not found"])
+        if not any((root / name).is_dir() for name in (*SPLITS, "test_gt")):
+            return CheckResult([f"{root}: no {', '.join(SPLITS)} or test_gt folder"])
+        result = CheckResult()
+        files: list[tuple[Path, str]] = []
+        test_count = None
+        optional = tuple(t for t in CODECS if t not in GROUND_TRUTH)
+        for split in SPLITS:
+            if (root / split).is_dir():
+                if split == "test":  # the official test split ships RGB only
+                    group = IndexedGroup(root / split, EXTENSIONS, ("rgb",), tuple(CODECS))
+                else:
+                    group = IndexedGroup(root / split, EXTENSIONS, ("rgb", *GROUND_TRUTH), optional)
+                count = scan_indexed_group(group, result.problems, files)
+                if split == "test":
+                    test_count = count
+        if (root / "test_gt").is_dir():
+            counterpart = root / "test" / "rgb"
+            test_gt = IndexedGroup(root / "test_gt", EXTENSIONS, GROUND_TRUTH, optional, test_count, counterpart, ".jpg")
+            scan_indexed_group(test_gt, result.problems, files)
+        sizes = check_files(files, _check_file, result, progress)
+        result.problems += size_problems(sizes)
+        return result
+
     @classmethod
     def scores(cls, summary: Mapping[str, float], higher_is_better: Mapping[str, bool]) -> dict[str, float]:
         miou, si = summary.get("semseg", 50.0), summary.get("depth", 50.0)
@@ -85,3 +157,24 @@ class MiniScapesLayout(DatasetLayout):
     @classmethod
     def checkpoint_rank(cls, scores: Mapping[str, float]) -> float:
         return checkpoint_rank(scores["grader"], scores["total"])
+
+
+READERS = {"rgb": formats.read_rgb, **{task: codec.read for task, codec in CODECS.items()}}
+
+
+def _check_file(path: Path, modality: str) -> tuple[str | None, str | None, tuple[int, int] | None]:
+    """(problem, warning, (width, height)) of one file; the size is None when the file is not usable."""
+    real_format, mode = image_header(path)
+    problem = content_problem(path, real_format)
+    if problem is not None:
+        return problem, None, None
+    if modality == "depth" and mode in SIXTEEN_BIT_MODES:
+        return f"{path}: depth image is 16-bit (mode {mode!r}), expected 8-bit disparity codes (mode 'L')", None, None
+    try:
+        array = READERS[modality](path)
+    except DataFormatError as exc:
+        return str(exc), None, None
+    warning = None
+    if modality == "depth" and not np.isfinite(array).any():
+        warning = f"{path}: warning: no valid depth pixel (every value is 0 = invalid)"
+    return None, warning, (array.shape[1], array.shape[0])

@@ -4,10 +4,18 @@ The network predicts in training units (normalised depth, logits, …); each tas
 its own units (class ids, metres, …) and scores them against the untouched ground truth (a published
 pitfall was scoring depth in log space). The weighting method owns the backward pass, so optimisation is
 written out here (Lightning's manual optimisation) rather than left to the trainer.
+
+Gradient accumulation (``--accumulate_grad_batches N``) is done here too: the batches of an epoch form
+windows of N (the last may be shorter), gradients are zeroed at a window's first batch, the method is told
+how many batches the window holds and which is its last (where it combines what it accumulated), and the
+optimiser and a step-unit schedule step once per window. A checkpoint taken inside a window keeps the
+gradients accumulated so far, so a run resumed from it continues the same window.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 from typing import Any
 
 import pytorch_lightning as pl
@@ -17,8 +25,10 @@ from torch import Tensor, nn
 from mtl.datasets import DatasetLayout
 from mtl.engine import schedule
 from mtl.engine.optim import OptimizerOptions, ScheduleOptions, build_optimizer, build_scheduler
+from mtl.engine.representation import RepresentationCapture
 from mtl.inference.predictor import Predictor
 from mtl.weighting import Weighting
+from mtl.weighting.base import StepContext
 
 
 class NonFiniteLoss(RuntimeError):
@@ -35,6 +45,7 @@ class MultiTaskModule(pl.LightningModule):
         schedule_options: ScheduleOptions,
         hparams: dict[str, Any],
         log_every_n_steps: int = 10,
+        accumulate_grad_batches: int = 1,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False  # the weighting method owns the backward pass
@@ -52,12 +63,21 @@ class MultiTaskModule(pl.LightningModule):
         self.log_every_n_steps = log_every_n_steps
         self.resume_index: int | None = None  # scheduler index a resumed run continues from
         self.val_loss_sums: dict[str, Tensor] = {}
+        self.accumulate = accumulate_grad_batches
+        weighting.check_accumulation(self.accumulate)
+        self.epoch_position = (-1, 0)  # (epoch, batches of it done): where accumulation windows start
+        self.pending_grads: dict[str, Tensor] | None = None  # a mid-window checkpoint's gradients
+        self.representation = (
+            RepresentationCapture(predictor.model, self.shared_parameters()) if weighting.wants_representation else None
+        )
         self.set_steps_per_epoch(1)
 
-    def set_steps_per_epoch(self, steps: int) -> None:
-        """Known once the data and the number of processes are: the step-unit schedule depends on it."""
-        self.steps_per_epoch = steps
-        self.segments = [schedule.Segment(0, self.schedule_options.length(steps), 1.0)]
+    def set_steps_per_epoch(self, batches: int) -> None:
+        """Known once the data and the number of processes are: the step-unit schedule depends on it.
+        ``batches`` per process and epoch; with accumulation the epoch has ⌈batches / N⌉ optimiser steps."""
+        self.batches_per_epoch = batches
+        self.steps_per_epoch = math.ceil(batches / self.accumulate)
+        self.segments = [schedule.Segment(0, self.schedule_options.length(self.steps_per_epoch), 1.0)]
 
     def forward(self, rgb: Tensor) -> dict[str, Tensor | list[Tensor]]:
         return self.predictor(rgb)
@@ -74,23 +94,67 @@ class MultiTaskModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         step, lr = self.global_step, optimizer.param_groups[0]["lr"]
-        outputs = self(batch["rgb"])
+        first, last, size = self.accumulation_window()
+        with self.representation.capturing() if self.representation else contextlib.nullcontext(()) as representation:
+            outputs = self(batch["rgb"])
         losses = self.task_losses(outputs, batch)
-        optimizer.zero_grad()
-        total = self.weighting.backward(losses, self.shared_parameters(), self.manual_backward)
+        if first:
+            optimizer.zero_grad()
+        self.restore_pending_grads()
+        context = StepContext(
+            parameters=[p for p in self.predictor.parameters() if p.requires_grad], representation=representation,
+            micro_batches=size, last=last, epoch=self.current_epoch, loss_scale=self.loss_scale(),
+        )
+        total = self.weighting.backward(losses, self.shared_parameters(), self.manual_backward, context)
         if not torch.isfinite(total):
             parts = ", ".join(f"{t}={v.item():.4g}" for t, v in losses.items())
             raise NonFiniteLoss(f"loss_train/total is {total.item()} at epoch {self.current_epoch}, step {step} ({parts})")
-        optimizer.step()
-        if self.schedule_options.unit == "step":
-            scheduler.step()
-        if step % self.log_every_n_steps == 0:
+        if last:
+            optimizer.step()
+            if self.schedule_options.unit == "step":
+                scheduler.step()
+            if self.weighting.needs_losses_after_step:
+                self.weighting.after_step(self.losses_after_step(batch))
+        self.log("loss", total, prog_bar=True, logger=False)  # shown in the progress bar
+        if last and step % self.log_every_n_steps == 0:
             scalars = {"epoch": float(self.current_epoch), **{f"loss_train/{t}": v.item() for t, v in losses.items()}}
             scalars["loss_train/total"] = total.item()
             scalars["LR"] = lr
             scalars.update({f"loss_weight/{t}": float(w) for t, w in self.weighting.weights.items()})
             self.log_scalars(scalars, step)
         return {"outputs": outputs}  # for the pictures of training crops (mtl.engine.pictures)
+
+    def accumulation_window(self) -> tuple[bool, bool, int]:
+        """(first batch of its window, last batch, batches in the window) for the batch about to be trained on."""
+        epoch, done = self.epoch_position
+        if epoch != self.current_epoch:
+            epoch, done = self.current_epoch, 0
+        self.epoch_position = (epoch, done + 1)
+        start = done - done % self.accumulate
+        size = max(1, min(self.accumulate, self.batches_per_epoch - start))
+        return done == start, done + 1 >= start + size, size
+
+    def loss_scale(self) -> float:
+        """The GradScaler's current factor under 16-mixed precision (gradient methods divide it out), else 1."""
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None) if self._trainer is not None else None
+        return float(scaler.get_scale()) if scaler is not None else 1.0
+
+    def losses_after_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The same batch's losses with the updated weights (FAMO): no gradient, normalisation statistics kept."""
+        buffers = [b.detach().clone() for b in self.predictor.buffers()]
+        with torch.no_grad():
+            losses = {t: v.detach() for t, v in self.task_losses(self(batch["rgb"]), batch).items()}
+            for buffer, saved in zip(self.predictor.buffers(), buffers):
+                buffer.copy_(saved)
+        return losses
+
+    def restore_pending_grads(self) -> None:
+        if self.pending_grads is None:
+            return
+        for name, p in self.named_parameters():
+            if name in self.pending_grads:
+                p.grad = self.pending_grads[name].to(p)
+        self.pending_grads = None
 
     def on_train_epoch_end(self) -> None:
         # After the callbacks' epoch-end hooks: last.ckpt holds the epoch's final scheduler state.
@@ -179,6 +243,9 @@ class MultiTaskModule(pl.LightningModule):
         scheduler = self.lr_schedulers()
         if self.resume_index is not None:
             scheduler.last_epoch = self.resume_index
+            # A restored optimiser brings the learning rate it was created with; a resumed run allowed to change
+            # --optimizer_lr (--allow_changed_code) must use the new one.
+            scheduler.base_lrs = [self.optimizer_options.lr for _ in scheduler.base_lrs]
         for group, base, factor in zip(self.optimizers().param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
             group["lr"] = base * factor(scheduler.last_epoch)
         scheduler._last_lr = [group["lr"] for group in self.optimizers().param_groups]
@@ -188,16 +255,25 @@ class MultiTaskModule(pl.LightningModule):
         checkpoint.setdefault("mtl", {"epoch": self.current_epoch, "global_step": self.global_step})
         checkpoint["schedule_segments"] = schedule.to_state(self.segments)
         checkpoint["weighting_state"] = self.weighting.state_dict()
+        epoch, done = self.epoch_position
+        if epoch == self.current_epoch and done % self.accumulate and done < self.batches_per_epoch:
+            # Inside an accumulation window: keep what its first batches contributed.
+            checkpoint["accumulated_grads"] = {
+                name: p.grad.detach().clone() for name, p in self.named_parameters() if p.grad is not None
+            }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore the weighting's state, and continue the poly decay to the current --num_epochs from where
         the run stopped (``checkpoint["mtl"]``: its position, see ResumeState)."""
         self.weighting.load_state_dict(checkpoint.get("weighting_state", {}))
         epoch, batches_done = checkpoint["mtl"]["epoch"], checkpoint["mtl"]["batches_done"]
+        self.epoch_position = (epoch, batches_done)
+        self.pending_grads = checkpoint.get("accumulated_grads")
         if self.schedule_options.unit == "step":
-            self.resume_index = epoch * self.steps_per_epoch + batches_done
+            windows = self.steps_per_epoch if batches_done >= self.batches_per_epoch else batches_done // self.accumulate
+            self.resume_index = epoch * self.steps_per_epoch + windows
         else:
-            self.resume_index = epoch + int(batches_done >= self.steps_per_epoch)
+            self.resume_index = epoch + int(batches_done >= self.batches_per_epoch)
         self.segments = schedule.extend(
             schedule.from_state(checkpoint["schedule_segments"]),
             self.resume_index,

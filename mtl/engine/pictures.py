@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 
+from mtl.engine.loggers import add_histogram, add_image
 from mtl.tasks import Task
 
 
@@ -59,23 +59,16 @@ class Pictures(pl.Callback):
         self.rows: list[np.ndarray] = []
         self.observed: list[tuple[dict[str, Tensor], dict[str, Tensor]]] = []  # (targets, predictions) on the CPU
 
-    @staticmethod
-    def writer(trainer: pl.Trainer) -> Any | None:
-        if not trainer.is_global_zero:
-            return None
-        return next((lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = trainer.global_step - 1  # the step just taken
         if not (step == self.first_step or (self.interval > 0 and step % self.interval == 0)):
             return
-        writer = self.writer(trainer)
-        if writer is None:
+        if not trainer.is_global_zero:
             return
         predictions = pl_module.predictor.decode(outputs["outputs"])
         n = min(self.samples_in_batch, batch["rgb"].shape[0])
         rows = [_row(pl_module.tasks, batch, predictions, i) for i in range(n)]
-        writer.add_image("train/batch_crops", grid(rows), step, dataformats="HWC")
+        add_image(trainer.loggers, "train/batch_crops", grid(rows), step)
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         self.rows, self.observed = [], []
@@ -90,18 +83,17 @@ class Pictures(pl.Callback):
                 self.observed.append((targets, {name: p[i].cpu() for name, p in outputs.items()}))
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        writer = self.writer(trainer)
-        if writer is None or trainer.sanity_checking:
+        if not trainer.is_global_zero or trainer.sanity_checking:
             return
         step = trainer.global_step
         if self.rows:
-            writer.add_image("valid/observed_samples", grid(self.rows), step, dataformats="HWC")
+            add_image(trainer.loggers, "valid/observed_samples", grid(self.rows), step)
         for name, task in pl_module.tasks.items():
             pairs = [(t[name], p[name]) for t, p in self.observed if name in t]
             if pairs:
                 targets, predictions = torch.stack([t for t, _ in pairs]), torch.stack([p for _, p in pairs])
                 for tag, values in task.histograms(targets, predictions).items():
-                    writer.add_histogram(tag, values, step)
+                    add_histogram(trainer.loggers, tag, values, step)
         train = trainer.datamodule.train_split
         ids = [i for i in self.observe_train_ids if i < len(train)]
         if ids:
@@ -109,4 +101,4 @@ class Pictures(pl.Callback):
             predictions = pl_module.predictor.predict(batch["rgb"].to(pl_module.device))
             predictions = {name: p.cpu() for name, p in predictions.items()}
             rows = [_row(pl_module.tasks, batch, predictions, i) for i in range(len(ids))]
-            writer.add_image("train/observed_samples", grid(rows), step, dataformats="HWC")
+            add_image(trainer.loggers, "train/observed_samples", grid(rows), step)

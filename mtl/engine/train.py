@@ -7,19 +7,21 @@ the training data), the model inside a Predictor, the weighting method, the opti
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import shutil
 import signal
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import yaml
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from mtl.config import plain_values
@@ -27,19 +29,18 @@ from mtl.datasets import build_dataset
 from mtl.engine import rundir
 from mtl.engine.callbacks import AtomicCheckpointIO, CSVMetrics, LastCheckpoint, ResumeState, TrainingInterrupted
 from mtl.engine.data import TrainingData
+from mtl.engine.loggers import finish, make_loggers
 from mtl.engine.module import MultiTaskModule, NonFiniteLoss
 from mtl.engine.optim import OptimizerOptions, ScheduleOptions
 from mtl.engine.pictures import Pictures
 from mtl.inference.checkpoint import CheckpointError, read_checkpoint
 from mtl.inference.predictor import Predictor
+from mtl.errors import RunSetupError
+from mtl.hardware import resolve
 from mtl.tasks import TASKS
 from mtl.weighting import build_weighting
 
 RUN_DIR_ENV = "MTL_RUN_DIR"  # tells DDP worker processes (re-launched by Lightning) which run they join
-
-
-class RunSetupError(ValueError):
-    """A run that cannot start as asked (e.g. --num_epochs shrinking on resume); the message says why."""
 
 
 class NothingToDo(RuntimeError):
@@ -105,7 +106,7 @@ def resume_state(ckpt: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def build_trainer(
-    cfg: argparse.Namespace, log_dir: Path, loggers: list[Any], callbacks: Sequence[pl.Callback]
+    cfg: argparse.Namespace, log_dir: Path, loggers: list[Any], callbacks: Sequence[pl.Callback], precision: str
 ) -> pl.Trainer:
     # best.ckpt holds the weights and the run's flags only: it is what predictions and submissions use.
     best = ModelCheckpoint(
@@ -123,7 +124,7 @@ def build_trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices if cfg.devices == "auto" else int(cfg.devices),
         strategy=cfg.strategy,
-        precision=cfg.precision,
+        precision=precision,
         max_epochs=cfg.num_epochs,
         logger=loggers,
         callbacks=[*callbacks, best],
@@ -134,15 +135,29 @@ def build_trainer(
         use_distributed_sampler=False,  # our samplers shard themselves (see mtl.engine.data)
         deterministic=cfg.deterministic,
         benchmark=torch.cuda.is_available() and not cfg.deterministic,
-        log_every_n_steps=cfg.log_every_n_steps,
+        log_every_n_steps=1,  # only the progress bar's loss goes through Lightning's logging; see MultiTaskModule
     )
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning's informational lines (accelerator summary, tips and adverts, "fit stopped") are noise in a
+    run's output; its warnings still show."""
+    logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def run_training(cfg: argparse.Namespace, extra_callbacks: Sequence[pl.Callback] = ()) -> Path:
     """Train (or continue) one run; returns the run directory. ``extra_callbacks``: e.g. a tuner's pruning hook."""
     log_dir, ckpt, created = prepare_run_dir(cfg)
     try:
-        return _train(cfg, log_dir, ckpt, extra_callbacks)
+        with quiet_lightning():
+            return _train(cfg, log_dir, ckpt, extra_callbacks)
     except BaseException:
         # A new run that stopped before its first checkpoint leaves nothing behind to confuse a rerun.
         if created and is_launcher_process() and not (log_dir / "checkpoints" / "last.ckpt").exists():
@@ -166,17 +181,17 @@ def _train(cfg: argparse.Namespace, log_dir: Path, ckpt: Path | None, extra_call
     else:
         states = {name: TASKS[name].prepare(cfg, layout) for name in cfg.tasks}
         position = None
-    predictor = Predictor.from_flags(cfg, states)
+    precision, _, hardware = resolve(cfg)
+    if is_launcher_process():
+        (log_dir / "hardware.yaml").write_text(yaml.safe_dump(hardware, sort_keys=False))
+    predictor = Predictor.from_flags(cfg, states, hardware["device"])
     datamodule = TrainingData(cfg, layout, predictor.tasks)
     if position is not None:
         datamodule.pending_resume = (position["epoch"], position["batches_done"])
     csv_logger = CSVMetrics(log_dir)
     if position is not None:
         csv_logger.truncate(position["csv_rows"])
-    tensorboard = TensorBoardLogger(
-        save_dir=str(log_dir), name="", version="", default_hp_metric=False,
-        purge_step=None if position is None else position["global_step"],
-    )
+    loggers = make_loggers(cfg, log_dir, None if position is None else position["global_step"])
     last = LastCheckpoint(log_dir / "checkpoints", cfg.checkpoint_every_n_steps)
     pictures = Pictures(
         cfg.num_steps_visualization_first,
@@ -186,7 +201,7 @@ def _train(cfg: argparse.Namespace, log_dir: Path, ckpt: Path | None, extra_call
         cfg.observe_valid_ids,
     )
     callbacks = [ResumeState(csv_logger, position), last, pictures, *extra_callbacks]
-    trainer = build_trainer(cfg, log_dir, [tensorboard, csv_logger], callbacks)
+    trainer = build_trainer(cfg, log_dir, [*loggers, csv_logger], callbacks, precision)
     module = MultiTaskModule(
         predictor,
         build_weighting(cfg, cfg.tasks),
@@ -195,6 +210,7 @@ def _train(cfg: argparse.Namespace, log_dir: Path, ckpt: Path | None, extra_call
         ScheduleOptions.from_flags(cfg),
         hparams={"config": plain_values(cfg), "task_state": states},
         log_every_n_steps=cfg.log_every_n_steps,
+        accumulate_grad_batches=cfg.accumulate_grad_batches,
     )
     module.set_steps_per_epoch(datamodule.steps_per_epoch(trainer.world_size))
     if module.steps_per_epoch == 0:
@@ -211,6 +227,11 @@ def _train(cfg: argparse.Namespace, log_dir: Path, ckpt: Path | None, extra_call
         # Our sampler resumes mid-epoch itself (mtl.engine.data); Lightning cannot see that and warns.
         warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        # best.ckpt's folder holds last.ckpt too, on purpose; a resumed run's folder is not empty.
+        warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+        # Lightning 2.6 calls a pytree API that torch 2.13 deprecates: nothing a user can act on.
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+        warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
         except SIGTERMException as exc:
@@ -225,5 +246,7 @@ def _train(cfg: argparse.Namespace, log_dir: Path, ckpt: Path | None, extra_call
                 f"{exc}; training stopped before this step, {where}; continue with mtl train --resume {log_dir} "
                 "(add --allow_changed_code to change flags such as --optimizer_lr)"
             ) from exc
+        finally:
+            finish(loggers)
     csv_logger.save()
     return log_dir

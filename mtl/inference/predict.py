@@ -1,5 +1,10 @@
 """Prediction on the user's images (dataset-format files and pictures per image) and on a dataset split
-(dataset-format files + metrics). One writer serves both, and the submission of a training run."""
+(dataset-format files + metrics). One writer serves both, and the submission of a training run.
+
+``--format NAME`` (``fmt``) writes the files in another layout's format (e.g. ``cityscapes``: labelId PNGs that
+the official Cityscapes evaluator scores), as ``OUT/<task>/<name><suffix>`` in both modes, one file per image and
+task; a task that layout does not store keeps the model's own dataset format.
+"""
 
 from __future__ import annotations
 
@@ -14,20 +19,57 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from mtl.datasets import DATASETS, DatasetLayout, SplitDataset
+from mtl.datasets import DATASETS, DatasetInfo, DatasetLayout, SplitDataset
 from mtl.inference.evaluate import evaluate_split
 from mtl.inference.images import load_image
 from mtl.inference.predictor import Predictor
 
 
+def format_layout(predictor: Predictor, fmt: str | None) -> type[DatasetLayout] | None:
+    """The layout whose format ``--format fmt`` writes (None: the model's own dataset format). Refused with a
+    ValueError when its classes are not the model's (class ids would mean other classes)."""
+    if fmt is None or fmt == "dataset":
+        return None
+    target = DATASETS[fmt]
+    model = model_info(predictor)
+    if target.info.class_names != model.class_names:
+        raise ValueError(
+            f"--format {fmt} writes the {target.info.num_classes} classes of {fmt}; this model was trained on "
+            f"{model.name} with {model.num_classes} other classes"
+        )
+    return target
+
+
+def model_info(predictor: Predictor) -> DatasetInfo:
+    """The dataset facts the model's tasks were built with (its class set), else its dataset's defaults."""
+    return next((task.info for task in predictor.tasks.values()), DATASETS[predictor.dataset].info)
+
+
+def _writer(layout: DatasetLayout | type[DatasetLayout], fmt: type[DatasetLayout] | None, task: str):
+    return fmt if fmt is not None and task in fmt.info.tasks else layout
+
+
 def write_predictions(
-    layout: DatasetLayout, predictor: Predictor, folder: Path, names: Sequence[str], predictions: dict[str, Tensor]
+    layout: DatasetLayout,
+    predictor: Predictor,
+    folder: Path,
+    names: Sequence[str],
+    predictions: dict[str, Tensor],
+    fmt: type[DatasetLayout] | None = None,
+    split: str | None = None,
+    indices: Sequence[int] | None = None,
 ) -> None:
-    """Each task's prediction of a batch in the dataset's own format: ``folder/<task>/<name><suffix>``."""
+    """Each task's prediction of a batch: ``folder/<task>/<name><suffix>`` in the dataset's own format, or in
+    ``fmt``'s for the tasks it stores. With ``split`` and ``indices``, arrays go back to the size of the sample's
+    files first (``DatasetLayout.restore_size``; a no-op unless the layout reads its files resized)."""
     for name, prediction in predictions.items():
         task = predictor.tasks[name]
+        writer = _writer(layout, fmt, name)
         for j, stem in enumerate(names):
-            layout.write_prediction(folder, name, stem, task.to_array(prediction[j]))
+            array = task.to_array(prediction[j])
+            if split is not None and indices is not None:
+                array = layout.restore_size(split, indices[j], array)
+            writer.write_prediction(folder, name, stem, array)
 
 
 def _same_size_batches(paths: Sequence[Path], batch_size: int) -> Iterator[list[tuple[Path, np.ndarray]]]:
@@ -46,16 +88,25 @@ def _same_size_batches(paths: Sequence[Path], batch_size: int) -> Iterator[list[
 
 
 def write_image_outputs(
-    predictor: Predictor, out_dir: Path, stem: str, rgb: np.ndarray, predictions: dict[str, Tensor]
+    predictor: Predictor,
+    out_dir: Path,
+    stem: str,
+    rgb: np.ndarray,
+    predictions: dict[str, Tensor],
+    fmt: type[DatasetLayout] | None = None,
 ) -> None:
-    """<stem>_<task><suffix> in the format of the dataset the model was trained on, each task's extra pictures
-    (<stem>_<kind>.png) and <stem>_overview.png (RGB next to each task's picture)."""
+    """<stem>_<task><suffix> in the format of the dataset the model was trained on (with ``fmt``:
+    <task>/<name><suffix> in that layout's format, name = ``fmt.prediction_stem(stem)``), each task's extra
+    pictures (<stem>_<kind>.png) and <stem>_overview.png (RGB next to each task's picture)."""
     layout = DATASETS[predictor.dataset]
     panels = [rgb]
     for name, prediction in predictions.items():
         task = predictor.tasks[name]
-        codec = layout.codec(name)
-        codec.write(out_dir / f"{stem}_{name}{codec.suffix}", task.to_array(prediction))
+        if fmt is None:
+            codec = layout.codec(name)
+            codec.write(out_dir / f"{stem}_{name}{codec.suffix}", task.to_array(prediction))
+        else:
+            _writer(layout, fmt, name).write_prediction(out_dir, name, fmt.prediction_stem(stem), task.to_array(prediction))
         for kind, picture in task.extra_pictures(prediction).items():
             Image.fromarray(picture).save(out_dir / f"{stem}_{kind}.png")
         panels.append(task.overview_picture(rgb, prediction))
@@ -63,8 +114,11 @@ def write_image_outputs(
 
 
 @torch.no_grad()
-def predict_images(predictor: Predictor, paths: Sequence[Path], out_dir: Path, batch_size: int, device: str) -> int:
+def predict_images(
+    predictor: Predictor, paths: Sequence[Path], out_dir: Path, batch_size: int, device: str, fmt: str | None = None
+) -> int:
     """Predict every image (any size) and write its files (``write_image_outputs``); returns the count."""
+    writer = format_layout(predictor, fmt)
     predictor.eval().to(device)
     out_dir.mkdir(parents=True, exist_ok=True)
     count = 0
@@ -73,22 +127,31 @@ def predict_images(predictor: Predictor, paths: Sequence[Path], out_dir: Path, b
             rgb = torch.from_numpy(np.stack([image for _, image in batch])).permute(0, 3, 1, 2).to(device)
             predictions = {k: v.cpu() for k, v in predictor.predict(rgb).items()}
             for j, (path, image) in enumerate(batch):
-                write_image_outputs(predictor, out_dir, path.stem, image, {k: v[j] for k, v in predictions.items()})
+                outputs = {k: v[j] for k, v in predictions.items()}
+                write_image_outputs(predictor, out_dir, path.stem, image, outputs, writer)
             count += len(batch)
             progress.update(len(batch))
     return count
 
 
 def predict_dataset_split(
-    predictor: Predictor, layout: DatasetLayout, split: str, out_dir: Path, batch_size: int, device: str
+    predictor: Predictor,
+    layout: DatasetLayout,
+    split: str,
+    out_dir: Path,
+    batch_size: int,
+    device: str,
+    fmt: str | None = None,
 ) -> dict[str, Any] | None:
-    """Write every sample's predictions into out_dir/<task>/ in the dataset's format; the metrics when the
-    split has ground truth (None otherwise)."""
+    """Write every sample's predictions into out_dir/<task>/ in the dataset's format (or ``fmt``'s); the
+    metrics when the split has ground truth (None otherwise)."""
+    writer = format_layout(predictor, fmt)
     dataset = SplitDataset(layout, split, predictor.tasks)
 
     def write(batch: dict[str, Any], predictions: dict[str, Tensor]) -> None:
-        names = [layout.sample_name(split, i) for i in batch["index"].tolist()]
-        write_predictions(layout, predictor, out_dir, names, predictions)
+        indices = batch["index"].tolist()
+        names = [layout.sample_name(split, i) for i in indices]
+        write_predictions(layout, predictor, out_dir, names, predictions, writer, split, indices)
 
     result = evaluate_split(predictor, dataset, batch_size, device, on_batch=write)
     return result if dataset.tasks else None

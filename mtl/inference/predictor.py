@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from mtl.config import recorded_flags
 from mtl.data.transforms import normalize_rgb
 from mtl.datasets import DATASETS
+from mtl.hardware import autocast_dtype, choose_channels_last, choose_precision
 from mtl.inference.checkpoint import CheckpointError, read_checkpoint
 from mtl.models import build_model, model_options
 from mtl.tasks import Task, build_tasks, final
@@ -26,21 +27,28 @@ class Predictor(nn.Module):
         dataset: str,
         channels_last: bool = False,
         compile: bool = False,
+        precision: str = "32",
     ):
         super().__init__()
         self.dataset = dataset  # the layout whose file formats predictions are written in
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
         self.tasks = dict(tasks)
         self.channels_last = channels_last
+        self.precision = precision  # of predict(); training's autocast is the trainer's
         # Not registered as a submodule: the compiled wrapper would duplicate every key in the state dict.
         object.__setattr__(self, "net", torch.compile(self.model) if compile else self.model)
 
     @classmethod
-    def from_flags(cls, flags: argparse.Namespace, task_states: Mapping[str, Mapping[str, Any]]) -> Predictor:
-        """Built from a run's flags and its tasks' measured state (``Task.prepare``)."""
-        tasks = build_tasks(flags.tasks, flags, DATASETS[flags.dataset].info, task_states)
+    def from_flags(
+        cls, flags: argparse.Namespace, task_states: Mapping[str, Mapping[str, Any]], device: str = "cpu"
+    ) -> Predictor:
+        """Built from a run's flags and its tasks' measured state (``Task.prepare``), with --precision and
+        --channels_last chosen for ``device`` where they say auto."""
+        tasks = build_tasks(flags.tasks, flags, DATASETS[flags.dataset].info_for(flags), task_states)
         model = build_model(flags.model_name, {name: task.output() for name, task in tasks.items()}, model_options(flags))
-        return cls(model, tasks, flags.dataset, flags.channels_last, flags.compile)
+        precision = choose_precision(flags.precision, device)
+        channels_last = choose_channels_last(flags.channels_last, precision, device)
+        return cls(model, tasks, flags.dataset, channels_last, flags.compile, precision)
 
     def forward(self, rgb: Tensor) -> dict[str, Tensor | list[Tensor]]:
         """uint8 (or float 0..255) RGB B×3×H×W → raw model outputs at input size."""
@@ -55,7 +63,10 @@ class Predictor(nn.Module):
 
     @torch.no_grad()
     def predict(self, rgb: Tensor) -> dict[str, Tensor]:
-        return self.decode(self(rgb))
+        """Each task's prediction, computed in the predictor's precision (decoded in fp32 by the tasks)."""
+        dtype = autocast_dtype(self.precision)
+        with torch.autocast(rgb.device.type, dtype=dtype, enabled=dtype is not None):
+            return self.decode(self(rgb))
 
     def checkpoint(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """A weights-only checkpoint that ``load_predictor`` reads, laid out as the trainer writes them;
@@ -75,14 +86,15 @@ def checkpoint_flags(path: str | Path, checkpoint: Mapping[str, Any] | None = No
         raise CheckpointError(f"{path}: its recorded flags are unusable ({str(exc).splitlines()[0]})") from exc
 
 
-def load_predictor(path: str | Path, **overrides: Any) -> Predictor:
-    """The trained Predictor of a checkpoint, in eval mode; ``overrides`` change flag values (e.g. channels_last)."""
+def load_predictor(path: str | Path, device: str = "cpu", **overrides: Any) -> Predictor:
+    """The trained Predictor of a checkpoint, in eval mode, for ``device`` (where --precision and --channels_last
+    say auto, chosen for it); ``overrides`` change flag values (e.g. precision="32")."""
     checkpoint = read_checkpoint(path)
     flags = checkpoint_flags(path, checkpoint)
     for key, value in {"compile": False, "pretrained": False, **overrides}.items():
         setattr(flags, key, value)
     try:
-        predictor = Predictor.from_flags(flags, checkpoint["hyper_parameters"]["task_state"])
+        predictor = Predictor.from_flags(flags, checkpoint["hyper_parameters"]["task_state"], torch.device(device).type)
         state = {k.removeprefix("predictor."): v for k, v in checkpoint["state_dict"].items() if k.startswith("predictor.")}
         predictor.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:

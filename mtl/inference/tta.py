@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from mtl.hardware import autocast_dtype
 from mtl.inference.predictor import Predictor
 from mtl.models.ops import resize
 from mtl.tasks import Task, final
@@ -37,6 +38,7 @@ class TestTimeAugmentation(nn.Module):
         """Each task's prediction for uint8-valued RGB B×3×H×W, averaged over the views."""
         size = tuple(rgb.shape[-2:])
         totals: dict[str, Tensor] = {}
+        dtype = autocast_dtype(self.predictor.precision)
         for scale, flip in self.views:
             x = rgb.float()
             view_size = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
@@ -44,7 +46,9 @@ class TestTimeAugmentation(nn.Module):
                 x = resize(x, view_size)
             if flip:
                 x = x.flip(-1)
-            for name, output in self.predictor(x).items():
+            with torch.autocast(rgb.device.type, dtype=dtype, enabled=dtype is not None):
+                outputs = self.predictor(x)
+            for name, output in outputs.items():
                 task = self.tasks[name]
                 back = lambda t, task=task, flip=flip: self._back(task, t, flip, size)  # noqa: E731
                 term = task.tta_term(final(output), len(self.views), back)

@@ -22,6 +22,7 @@ DEPTH_METRIC_NAMES: tuple[str, ...] = (
 )
 
 MIN_DEPTH_M = 0.01
+KM_PER_M_INVERSE = 1000.0  # an inverse depth in 1/m times this is in 1/km
 
 
 def _as_images(x: torch.Tensor, what: str) -> torch.Tensor:
@@ -60,13 +61,13 @@ def depth_metrics_per_image(pred_m: torch.Tensor, target_m: torch.Tensor) -> tor
     d_mean = mean(d)
     err = gt - est
     ratio = torch.maximum(gt / est, est / gt)
-    inv_err = 1.0 / gt - 1.0 / est
+    inv_err = KM_PER_M_INVERSE * (1.0 / gt - 1.0 / est)  # 1/km, as KITTI reports iMAE and iRMSE
     values = {
         "log_mae": mean(d.abs()),
         "mae": mean(err.abs()),
         "rmse": mean(err**2).sqrt(),
         "rel": mean(err.abs() / gt),
-        "rel_squared": mean(err**2 / gt**2),
+        "rel_squared": mean(err**2 / gt),  # Sq Rel of Eigen et al. 2014 (metres)
         "delta1": 100.0 * mean((ratio < 1.25).double()),
         "delta2": 100.0 * mean((ratio < 1.25**2).double()),
         "delta3": 100.0 * mean((ratio < 1.25**3).double()),
@@ -89,10 +90,12 @@ class DepthMetrics(Metric):
     - ``si_log_rmse`` = 100·sqrt(mean(d²) − mean(d)²)  (the course's scale-invariant log RMSE)
     - ``log_rmse`` = sqrt(mean(d²)), ``log_mae`` = mean(|d|)  (natural log, not scaled)
     - ``mae`` = mean(|err|), ``rmse`` = sqrt(mean(err²))  (metres)
-    - ``rel`` = mean(|err|/gt), ``rel_squared`` = mean(err²/gt²)  (fractions; the course's definitions,
-      so values compare with its logs; note KITTI's sqRel divides by gt, not gt²)
+    - ``rel`` = mean(|err|/gt)  (Abs Rel, a fraction)
+    - ``rel_squared`` = mean(err²/gt)  (Sq Rel of Eigen et al. 2014, in metres; earlier versions of mtl
+      logged mean(err²/gt²) under this tag, the "squared relative" of the KITTI depth devkit's C++ code)
     - ``delta{k}`` = 100·mean(max(gt/pred, pred/gt) < 1.25^k), k = 1, 2, 3  (percent)
-    - ``inv_mae`` = mean(|1/gt − 1/pred|), ``inv_rmse`` = sqrt(mean((1/gt − 1/pred)²))  (1/m, not KITTI's 1/km)
+    - ``inv_mae`` = 1000·mean(|1/gt − 1/pred|), ``inv_rmse`` = 1000·sqrt(mean((1/gt − 1/pred)²))  (1/km, the
+      unit of KITTI's iMAE and iRMSE; earlier versions logged 1/m, 1000× smaller)
 
     A NaN or infinite prediction on a valid pixel makes the metrics NaN rather than hiding it.
     The state is a float64 sum per metric plus an image count, reduced by summation (DDP-safe).

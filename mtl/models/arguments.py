@@ -52,16 +52,16 @@ def add_model_arguments(parser: argparse.ArgumentParser, several_models: bool = 
     models = f"{', '.join(MAIN_MODELS)} or another registered model"
     if several_models:
         group.add_argument(
-            "--model_name", nargs="+", action="extend", choices=MODELS, default=None, metavar="NAME",
+            "--model_name", nargs="+", action="extend", choices=MODELS.choices(), default=None, metavar="NAME",
             help=f"one or more models: {models} (default: {' '.join(MAIN_MODELS)})",
         )
     else:
         group.add_argument(
-            "--model_name", choices=MODELS, default="deeplabv3p", metavar="NAME",
+            "--model_name", choices=MODELS.choices(), default="deeplabv3p", metavar="NAME",
             help=f"model architecture: {models} (default %(default)s)",
         )
     group.add_argument(
-        "--model_encoder_name", choices=ENCODERS, default="resnet34", metavar="NAME",
+        "--model_encoder_name", choices=ENCODERS.choices(), default="resnet34", metavar="NAME",
         help="encoder: resnet18, resnet34, resnet50, resnet101 or another registered encoder (default %(default)s)",
     )
     bool_flag(group, "--pretrained", False, "initialise the encoder with ImageNet weights (torchvision file, read locally)")

@@ -1,9 +1,14 @@
 """Comparing finished (or crashed) runs: `mtl results` tables and the `mtl report` HTML page.
 
 Everything here reads a run directory only (config.yaml, metrics.csv, TensorBoard events, checkpoints);
-nothing is recomputed, so a report shows exactly what training logged.
+nothing is recomputed, so a report shows exactly what training logged. Nothing here names a task or a
+dataset: columns, tables, legends and Δm come from the task and dataset plug-ins of each run.
 """
 
 # Choices of the commands' flags, here so that the CLI can offer them without importing torch.
 FORMATS = ("markdown", "latex", "csv")
-SORT_KEYS = ("grader", "miou", "si_log_rmse", "name")
+DELTA_MODES = ("declared", "summary")
+SORT_HELP = (
+    "order of the runs: a score column — the dataset's headline score (grader on MiniScapes), a task's summary "
+    "(miou, si_log_rmse, mean_angle, …) or delta_m — best first, or name (alphabetical); default: the headline score"
+)

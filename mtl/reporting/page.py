@@ -3,6 +3,10 @@
 Self-contained means it opens offline and can be mailed as one file: CSS is inline, charts are SVG and
 pictures PNG, both embedded as base64 ``data:`` URIs, and there is no script. Every text that comes from
 a run (names, config values, warnings) goes through ``html.escape``.
+
+Generic over tasks and datasets: the summary columns and curves come from each task class (its summary
+metric and label), the per-task tables from each task's ``metrics_task_<task>/…`` tags at the best epoch,
+the legends from the task modules' ``picture`` and the dataset's classes, Δm from ``Task.delta_metrics``.
 """
 
 from __future__ import annotations
@@ -12,36 +16,38 @@ import html
 import io
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from mtl.data.classes import CLASS_COLORS, CLASS_NAMES
-from mtl.data.formats import ZMAX, ZMIN
-from mtl.metrics import DEPTH_METRIC_NAMES
+from mtl.reporting.delta import Delta, compute_deltas, delta_metrics
 from mtl.reporting.events import latest_image
-from mtl.reporting.plots import curves_svg, run_colors
-from mtl.reporting.runs import GRADER, MIOU, SI_LOG_RMSE, Run
-from mtl.reporting.table import NOT_COMPARED, Column, build_table, cell_text, config_text, differing_keys
+from mtl.reporting.plots import arrow, curves_svg, run_colors
+from mtl.reporting.runs import Run, headlines, score_tag, task_order, task_summary
+from mtl.reporting.table import NOT_COMPARED, SCORE_KINDS, Column, build_table, cell_text, config_text, differing_keys, shows_delta
+from mtl.tasks import TASKS
 
 OBSERVED_TAG = "valid/observed_samples"
-_BEST_IS_MAX = {"grader": True, "miou": True, "si_log_rmse": False}
-# Depth metrics where higher is better (the δ < 1.25^k accuracies); every other one is an error.
-_DEPTH_HIGHER_BETTER = {"delta1", "delta2", "delta3"}
+# Direction of a task metric that its task does not declare (Task.metric_directions, Task.delta_metrics, the
+# summary), from its name: accuracies and the δ < 1.25^k / within-angle percentages are higher-better, errors lower.
+_HIGHER_WORDS = ("accuracy", "delta", "within", "iou", "precision", "recall", "f1", "psnr", "ssim")
+_LOWER_WORDS = ("err", "mae", "mse", "rmse", "rel", "angle", "loss", "distance")
 
 CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 0; }
 main { max-width: 1360px; margin: 0 auto; padding: 16px 24px 48px; }
 h1 { font-size: 24px; margin: 8px 0 2px; }
 h2 { font-size: 18px; margin: 32px 0 8px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+h3 { font-size: 15px; margin: 16px 0 6px; }
 p.meta, p.note, figcaption { color: #555; font-size: 13px; }
 code { background: #f3f3f3; padding: 0 3px; border-radius: 3px; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; white-space: nowrap; }
+td.wrap { white-space: normal; min-width: 320px; }
 th { background: #f5f5f5; font-weight: 600; }
 td.num, th.num { text-align: right; }
 .side { display: flex; flex-wrap: wrap; gap: 0 40px; align-items: flex-start; }
@@ -80,13 +86,17 @@ def run_label(run: Run, colors: dict[str, str]) -> str:
     return swatch(colors[run.name]) + esc(run.name)
 
 
-def results_section(runs: list[Run], rows: list[dict[str, Any]], cols: list[Column], colors: dict[str, str]) -> str:
-    """The results table; the best grader, mIoU and SI-logRMSE among the runs are bold."""
+def results_section(
+    runs: list[Run], rows: list[dict[str, Any]], cols: list[Column], colors: dict[str, str]
+) -> str:
+    """The results table; the best value of each score column (headline, task summaries, Δm) among the runs is bold."""
     best = {}
-    for key, is_max in _BEST_IS_MAX.items():
-        values = [r[key] for r in rows if _finite(r[key])]
+    for col in cols:
+        if col.kind not in SCORE_KINDS or col.higher_is_better is None:
+            continue
+        values = [r[col.key] for r in rows if _finite(r[col.key])]
         if values:
-            best[key] = max(values) if is_max else min(values)
+            best[col.key] = max(values) if col.higher_is_better else min(values)
     by_name = {run.name: run for run in runs}
     head = "".join(f"<th>{esc(c.label)}</th>" for c in cols)
     body = []
@@ -97,12 +107,14 @@ def results_section(runs: list[Run], rows: list[dict[str, Any]], cols: list[Colu
                 cells.append(f"<td>{run_label(by_name[row['name']], colors)}</td>")
                 continue
             classes = (["num"] if c.numeric else []) + (["best"] if c.key in best and row[c.key] == best[c.key] else [])
-            cells.append(f'<td class="{" ".join(classes)}">{esc(cell_text(c.key, row[c.key]))}</td>')
+            cells.append(f'<td class="{" ".join(classes)}">{esc(cell_text(c, row[c.key]))}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
+    scores = headlines(runs)
+    rule = " or ".join(scores) + (", ties broken by total" if any(h != "total" for h in scores) else "")
     return (
         '<h2 id="results">Results</h2>'
-        '<p class="note">Scores of each run\'s best validation epoch (0-based; the first epoch with the highest '
-        "grader, ties broken by total: the one kept in best.ckpt). Columns between <i>model</i> and <i>best epoch</i> are the "
+        f"<p class=\"note\">Scores of each run's best validation epoch (0-based; the first epoch with the highest "
+        f"{esc(rule)}: the one kept in best.ckpt). Columns between <i>model</i> and <i>best epoch</i> are the "
         "hyper-parameters that differ between these runs. <i>params</i>: trained parameters of the network "
         "(BatchNorm statistics excluded); <i>train time</i>: from TensorBoard event timestamps, summed over "
         "resumed sessions.</p>"
@@ -112,13 +124,76 @@ def results_section(runs: list[Run], rows: list[dict[str, Any]], cols: list[Colu
 
 
 def _clipped_note(runs: list[Run]) -> str:
-    """The grader is clipped at 0: for a run that never passed mIoU 50 or SI-logRMSE 50 only the total ranks epochs."""
-    names = [run.name for run in runs if run.validation and all(row.get(GRADER) == 0 for row in run.validation)]
-    if not names:
+    """A headline score clipped at 0 (the MiniScapes grader): for a run at 0 at every epoch only the total ranks epochs."""
+    notes = []
+    for score in headlines(runs):
+        if score == "total":
+            continue
+        tag = score_tag(score)
+        names = [r.name for r in runs if r.headline == score and r.validation and all(row.get(tag) == 0 for row in r.validation)]
+        if names:
+            notes.append(
+                f'<p class="note warn">{esc(score.capitalize())} 0 at every epoch ({esc(", ".join(names))}): it is '
+                "clipped at 0 until the task scores pass its thresholds, so the best epoch is the one with the highest "
+                "total.</p>"
+            )
+    return "".join(notes)
+
+
+def _metric_label(tag: str) -> str:
+    return tag.rsplit("/", 1)[-1]
+
+
+def _delta_label(metric: Any) -> str:
+    """A Δm metric by name: the task's summary label for its summary tag (mIoU), else the tag's last part."""
+    return task_summary(metric.task)[1] if metric.tag == f"metrics_summary/{metric.task}" else _metric_label(metric.tag)
+
+
+def delta_section(runs: list[Run], deltas: Mapping[str, Delta], mode: str, colors: dict[str, str]) -> str:
+    """How Δm was computed: the metrics of each task, and per multi-task run its baselines or what is missing."""
+    multi = [run for run in runs if run.name in deltas]
+    if not multi:
         return ""
+    title = '<h2 id="delta">Δm against single-task baselines</h2>'
+    tasks = task_order(multi)
+    described = []
+    for task in tasks:
+        try:
+            metrics = delta_metrics(task, mode)
+        except ValueError as exc:
+            described.append(f"{esc(task)}: {esc(exc)}")
+            continue
+        names = ", ".join(f"{esc(_delta_label(m))}{arrow(m.higher_is_better)}" for m in metrics)
+        described.append(f"{esc(task)}: {names}")
+    intro = (
+        '<p class="note">Δm = (100/K)·Σ<sub>k</sub> ±(M<sub>m,k</sub> − M<sub>b,k</sub>)/M<sub>b,k</sub> over the K '
+        "metrics below (+ where higher is better, − where lower is), each at the best epoch of the multi-task run "
+        "(m) and of the single-task baseline (b) of its task: a single-task run of the same dataset, the one "
+        "closest in configuration, or the one named with <code>--baseline TASK=RUN_DIR</code>. Metrics: "
+        + "; ".join(described)
+        + ".</p>"
+    )
+    if not shows_delta(deltas):
+        return (
+            title + intro + '<p class="note warn">No single-task baseline among these runs (needed: '
+            + esc(", ".join(f"{t} on {d}" for d, t in dict.fromkeys((r.dataset, t) for r in multi for t in r.tasks)))
+            + "). Train them with <code>mtl baselines -- &lt;the runs' train flags&gt;</code> or name them with "
+            "<code>--baseline TASK=RUN_DIR</code>.</p>"
+        )
+    body = []
+    for run in multi:
+        delta = deltas[run.name]
+        value = "" if delta.value is None else f"{delta.value:+.2f}"
+        used = ", ".join(f"{task} ← {baseline.name}" for task, baseline in delta.baselines.items())
+        terms = ", ".join(f"{_delta_label(m)} {t:+.2f}" for m, _, _, t in delta.terms)
+        reason = f'<span class="warn">{esc(delta.reason)}</span>' if delta.reason else esc(terms)
+        body.append(
+            f'<tr><td>{run_label(run, colors)}</td><td class="num">{value}</td><td class="wrap">{esc(used)}</td>'
+            f'<td class="wrap">{reason}</td></tr>'
+        )
     return (
-        f'<p class="note warn">Grader 0 at every epoch ({esc(", ".join(names))}): it is clipped at 0 below mIoU 50 '
-        "and above SI-logRMSE 50, so the best epoch is the one with the highest total (mIoU − SI-logRMSE).</p>"
+        title + intro + '<div class="scroll"><table><thead><tr><th>run</th><th>Δm (%)</th><th>baselines</th>'
+        "<th>terms (%) or what is missing</th></tr></thead><tbody>" + "".join(body) + "</tbody></table></div>"
     )
 
 
@@ -141,67 +216,163 @@ def _iou_color(iou: float) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def class_iou_section(runs: list[Run], colors: dict[str, str]) -> str:
-    with_semseg = [run for run in runs if run.best is not None and MIOU in run.best]
-    title = '<h2 id="classes">Per-class IoU at the best epoch</h2>'
-    if not with_semseg:
-        return title + '<p class="note">No run has semseg scores.</p>'
-    head = "<th>class</th>" + "".join(f"<th>{run_label(run, colors)}</th>" for run in with_semseg)
+def metric_direction(task: str, tag: str) -> bool | None:
+    """Whether a higher value of a task's metric is better: as the task declares it (``metric_directions``, an
+    optional mapping tag → bool; ``delta_metrics``; its summary), else from the metric's name, else unknown."""
+    cls = TASKS[task] if task in TASKS else None
+    declared = dict(getattr(cls, "metric_directions", None) or {})
+    declared.update({t: h for t, h in getattr(cls, "delta_metrics", ()) if t not in declared})
+    if tag in declared:
+        return bool(declared[tag])
+    name = _metric_label(tag).lower()
+    if cls is not None and name == cls.summary_name:
+        return bool(cls.higher_is_better)
+    if any(word in name for word in _HIGHER_WORDS):
+        return True
+    if any(word in name for word in _LOWER_WORDS):
+        return False
+    return None
+
+
+def _class_names(runs: list[Run]) -> list[tuple[str, tuple[int, int, int]]]:
+    """(class name, colour) of the datasets of ``runs``, in order, without repeats."""
+    seen: dict[str, tuple[int, int, int]] = {}
+    for run in runs:
+        info = run.info
+        if info is not None:
+            for name, color in zip(info.class_names, info.class_colors):
+                seen.setdefault(name, tuple(color))
+    return list(seen.items())
+
+
+def _class_tag(task: str, name: str) -> str:
+    return f"metrics_task_{task}/{name.replace(' ', '_')}"
+
+
+def class_table(task: str, runs: list[Run], colors: dict[str, str]) -> str:
+    """Per-class scores (percent) of ``task``, classes × runs, shaded white (0) to green (100), its summary below;
+    empty when the task logs no per-class metric."""
+    classes = _class_names(runs)
+    if not any(_class_tag(task, name) in run.best for run in runs for name, _ in classes):
+        return ""
+    _, label, _ = task_summary(task)
+    head = "<th>class</th>" + "".join(f"<th>{run_label(run, colors)}</th>" for run in runs)
     body = []
-    for name, color in zip(CLASS_NAMES, CLASS_COLORS):
+    for name, color in classes:
         cells = [f"<td>{swatch('#%02x%02x%02x' % color)}{esc(name)}</td>"]
-        for run in with_semseg:
-            iou = run.best.get(f"metrics_task_semseg/{name.replace(' ', '_')}")
-            if not _finite(iou):
-                cells.append(f'<td class="num">{"" if iou is None else iou}</td>')
+        for run in runs:
+            value = run.best.get(_class_tag(task, name))
+            if not _finite(value):
+                cells.append(f'<td class="num">{"" if value is None else value}</td>')
             else:
-                cells.append(f'<td class="num" style="background:{_iou_color(iou)}">{iou:.1f}</td>')
+                cells.append(f'<td class="num" style="background:{_iou_color(value)}">{value:.1f}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
+    summary = [run.best.get(f"metrics_summary/{task}") for run in runs]
     body.append(
-        "<tr><th>mIoU</th>" + "".join(f'<th class="num">{run.best[MIOU]:.2f}</th>' for run in with_semseg) + "</tr>"
+        f"<tr><th>{esc(label)}</th>"
+        + "".join(f'<th class="num">{"" if v is None else f"{v:.2f}"}</th>' for v in summary)
+        + "</tr>"
     )
     return (
-        title + '<p class="note">IoU in percent; cell colour from white (0) to green (100).</p>'
+        f'<h3 id="classes-{esc(task)}">Per-class {esc(task)} scores</h3>'
         f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
     )
 
 
-def depth_section(runs: list[Run], colors: dict[str, str]) -> str:
-    with_depth = [run for run in runs if run.best is not None and SI_LOG_RMSE in run.best]
-    if not with_depth:
+def metric_table(task: str, runs: list[Run], colors: dict[str, str]) -> str:
+    """Every other ``metrics_task_<task>/…`` value at the best epoch: metrics × runs, ↑/↓ and the best run in bold
+    where the direction is known. Order: the summary metric, the Δm metrics, then alphabetical."""
+    prefix = f"metrics_task_{task}/"
+    per_class = {_class_tag(task, name) for name, _ in _class_names(runs)}
+    tags = sorted({k for run in runs for k in run.best if k.startswith(prefix) and k not in per_class})
+    if not tags:
         return ""
-    head = "<th>metric</th>" + "".join(f"<th>{run_label(run, colors)}</th>" for run in with_depth)
+    cls = TASKS[task] if task in TASKS else None
+    first = [prefix + cls.summary_name] if cls is not None else []
+    first += [t for t, _ in getattr(cls, "delta_metrics", ())]
+    tags = [t for t in dict.fromkeys(first) if t in tags] + [t for t in tags if t not in first]
+    head = "<th>metric</th>" + "".join(f"<th>{run_label(run, colors)}</th>" for run in runs)
     body = []
-    for metric in DEPTH_METRIC_NAMES:
-        values = [run.best.get(f"metrics_task_depth/{metric}") for run in with_depth]
+    for tag in tags:
+        higher = metric_direction(task, tag)
+        values = [run.best.get(tag) for run in runs]
         known = [v for v in values if _finite(v)]
-        top = (max(known) if metric in _DEPTH_HIGHER_BETTER else min(known)) if known else None
-        arrow = "↑" if metric in _DEPTH_HIGHER_BETTER else "↓"
-        cells = [f"<td>{esc(metric)} {arrow}</td>"]
+        top = (max(known) if higher else min(known)) if known and higher is not None else None
+        cells = [f"<td>{esc(_metric_label(tag))}{arrow(higher)}</td>"]
         for value in values:
             text = "" if value is None else f"{value:.3f}"
             cells.append(f'<td class="num{" best" if value is not None and value == top else ""}">{text}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (
-        '<h2 id="depth">Depth metrics at the best epoch</h2>'
-        '<p class="note">Averages over validation images, in metres where they have a unit; the best run per '
-        "metric is bold.</p>"
+        f'<h3 id="metrics-{esc(task)}">{esc(task)} metrics</h3>'
         f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
     )
 
 
-def _depth_scale_png() -> bytes:
-    """A small near-to-far colour bar, drawn with the same colour map as the logged depth pictures."""
+def task_sections(runs: list[Run], colors: dict[str, str]) -> str:
+    """Per task (side by side): its per-class table and its metric table at the best epoch."""
+    sections = []
+    for task in task_order(runs):
+        with_task = [run for run in runs if task in run.tasks and run.best is not None]
+        if with_task:
+            content = class_table(task, with_task, colors) + metric_table(task, with_task, colors)
+            if content:
+                sections.append(f"<section>{content}</section>")
+    if not sections:
+        return ""
+    return (
+        '<h2 id="tasks">Task metrics at the best epoch</h2>'
+        '<p class="note">Validation values at each run\'s best epoch, as logged: per-class scores in percent (IoU '
+        "for a segmentation; cells shaded from white, 0, to green, 100; the task's summary below), depth errors in "
+        "metres where they have a unit, angles in degrees. ↑/↓: the better direction; the best run per metric is "
+        f'bold.</p><div class="side">{"".join(sections)}</div>'
+    )
+
+
+def _png(picture: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _hex(rgb: Sequence[int]) -> str:
+    return "#%02x%02x%02x" % tuple(int(c) for c in rgb[:3])
+
+
+def task_legend(task: str, runs: list[Run]) -> str:
+    """The legend of a task's pictures, drawn by the task module itself: for a task with one output channel per
+    class of the dataset, the class colours and its ignore colour; for a task with one float channel, its
+    colour map over the dataset's depth range (log scale) and its invalid colour. Empty for other tasks."""
     import torch
 
-    from mtl.datasets import DATASETS
-    from mtl.tasks import TASKS
-
-    depth = TASKS["depth"](DATASETS["miniscapes"].info)
-    row = depth.picture(torch.from_numpy(np.geomspace(ZMIN, ZMAX, 160)[None, :].astype(np.float32)))
-    buffer = io.BytesIO()
-    Image.fromarray(np.repeat(row, 12, axis=0)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    info = next((run.info for run in runs if task in run.tasks), None)
+    if info is None or task not in TASKS:
+        return ""
+    try:
+        instance = TASKS[task](info)
+        channels = instance.output().channels
+        if info.class_names and channels == info.num_classes:
+            ignore = instance.picture(torch.full((1, 1), info.ignore_index, dtype=torch.int64))[0, 0]
+            items = "".join(
+                f"<span>{swatch(_hex(color))}{esc(name)}</span>" for name, color in zip(info.class_names, info.class_colors)
+            )
+            return f'<div class="legend">{items}<span>{swatch(_hex(ignore))}{esc(task)}: ignore</span></div>'
+        if channels == 1 and str(instance.target_dtype).startswith("float"):
+            lo, hi = info.depth_range
+            ramp = torch.from_numpy(np.geomspace(lo, hi, 160)[None, :].astype(np.float32))
+            row = instance.picture(ramp)
+            invalid = instance.picture(torch.full((1, 1), math.nan))[0, 0]
+            bar = data_uri("image/png", _png(np.repeat(row, 12, axis=0)))
+            unit = str(getattr(info, "depth_unit", "m"))
+            short = f" {unit}" if unit == "m" else ""  # metres on the ends; another unit said once, in words
+            scale = "log scale" if unit == "m" else f"log scale; {unit}"
+            return (
+                f'<div class="legend"><span>{esc(task)}: {lo:g}{short} <img alt="{esc(task)} colour scale" width="160" '
+                f'height="12" src="{bar}"> {hi:g}{short} ({esc(scale)}); {swatch(_hex(invalid))}invalid</span></div>'
+            )
+    except Exception:  # a plug-in's picture that does not take these values: no legend, the pictures still show
+        return ""
+    return ""
 
 
 def _display_size(width: int, height: int, target: int = 640) -> str:
@@ -224,28 +395,18 @@ def predictions_section(runs: list[Run], colors: dict[str, str]) -> str:
             continue
         epochs = [int(row["epoch"]) for row in run.validation if int(row.get("step", -1)) == picture.step]
         when = f"epoch {epochs[-1]}, step {picture.step}" if epochs else f"step {picture.step}"
-        tasks = run.config.get("tasks", ["semseg", "depth"])
-        panels = ["RGB"]
-        panels += ["GT semseg", "predicted semseg"] if "semseg" in tasks else []
-        panels += ["GT depth", "predicted depth"] if "depth" in tasks else []
+        panels = ["RGB", *(f"{kind} {task}" for task in run.tasks for kind in ("GT", "predicted"))]
         figures.append(
             f"<figure><figcaption>{run_label(run, colors)} — last validation ({esc(when)}); columns: "
             f"{esc(' | '.join(panels))}</figcaption>"
             f'<img alt="{esc(run.name)} observed validation samples" {_display_size(picture.width, picture.height)} '
             f'src="{data_uri("image/png", picture.png)}"></figure>'
         )
-    class_legend = "".join(
-        f"<span>{swatch('#%02x%02x%02x' % color)}{esc(name)}</span>" for name, color in zip(CLASS_NAMES, CLASS_COLORS)
-    )
-    depth_legend = (
-        f'<span>depth: 4 m <img alt="depth colour scale" width="160" height="12" '
-        f'src="{data_uri("image/png", _depth_scale_png())}"> 300 m (log scale); black = invalid; '
-        "white semseg = ignore</span>"
-    )
+    legends = "".join(task_legend(task, runs) for task in task_order(runs))
     notes_html = "".join(f'<p class="note warn">{esc(note)}</p>' for note in notes)
     return (
         '<h2 id="predictions">Predictions on the observed validation samples</h2>'
-        f'<div class="legend">{class_legend}</div><div class="legend">{depth_legend}</div>'
+        + legends
         + "".join(figures)
         + notes_html
     )
@@ -272,9 +433,18 @@ def config_section(runs: list[Run], colors: dict[str, str]) -> str:
     )
 
 
-def render_report(runs: list[Run], runs_dir: str | Path, sort: str = "grader", problems: Sequence[str] = ()) -> str:
-    """The whole page as a string. ``problems``: messages about runs that could not be read, shown at the end."""
-    cols, rows = build_table(runs, sort)
+def render_report(
+    runs: list[Run],
+    runs_dir: str | Path,
+    sort: str | None = None,
+    problems: Sequence[str] = (),
+    deltas: Mapping[str, Delta] | None = None,
+    delta_mode: str = "declared",
+) -> str:
+    """The whole page as a string. ``problems``: messages about runs that could not be read, shown at the end;
+    ``deltas``: Δm by run name (default: against the single-task runs among ``runs``, with ``delta_mode``)."""
+    deltas = compute_deltas(runs, mode=delta_mode) if deltas is None else deltas
+    cols, rows = build_table(runs, sort, deltas)
     by_name = {run.name: run for run in runs}
     ordered = [by_name[row["name"]] for row in rows]
     colors = dict(zip((run.name for run in ordered), run_colors(len(ordered))))
@@ -292,12 +462,11 @@ def render_report(runs: list[Run], runs_dir: str | Path, sort: str = "grader", p
         f"<h1>mtl report</h1><p class=\"meta\">{len(runs)} run{'s' if len(runs) != 1 else ''} under "
         f"<code>{esc(runs_dir)}</code>; generated {esc(generated)}.</p>"
         + results_section(ordered, rows, cols, colors)
+        + delta_section(ordered, deltas, delta_mode, colors)
         + curves_section(ordered, colors)
-        + f'<div class="side"><section>{class_iou_section(ordered, colors)}</section>'
-        + f"<section>{depth_section(ordered, colors)}</section></div>"
+        + task_sections(ordered, colors)
         + predictions_section(ordered, colors)
         + config_section(ordered, colors)
         + warnings_html
         + "</main></body></html>\n"
     )
-

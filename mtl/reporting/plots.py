@@ -10,19 +10,25 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from mtl.reporting.runs import GRADER, MIOU, SI_LOG_RMSE, Run
+from mtl.reporting.runs import Run, headlines, score_tag, summary_tag, task_order, task_summary
 
-# (panel title, metrics.csv column, better direction); val-only metrics.
-SCORE_PANELS = (
-    ("grader (val) ↑", GRADER),
-    ("mIoU (val) ↑", MIOU),
-    ("SI-logRMSE (val) ↓", SI_LOG_RMSE),
-)
-LOSS_PANELS = (
-    ("total loss ↓", "total"),
-    ("semseg loss ↓", "semseg"),
-    ("depth loss ↓", "depth"),
-)
+
+def arrow(higher_is_better: bool | None) -> str:
+    return {True: " ↑", False: " ↓"}.get(higher_is_better, "")
+
+
+def score_panels(runs: list[Run]) -> list[tuple[str, str]]:
+    """(panel title, metrics.csv column) of the validation scores: each dataset's headline, each task's summary."""
+    panels = [(f"{h} (val) ↑", score_tag(h)) for h in headlines(runs)]
+    for task in task_order(runs):
+        _, label, higher = task_summary(task)
+        panels.append((f"{label} (val){arrow(higher)}", summary_tag(task)))
+    return panels
+
+
+def loss_panels(runs: list[Run]) -> list[tuple[str, str]]:
+    """(panel title, loss name) of the total loss and each task's loss."""
+    return [("total loss ↓", "total"), *((f"{task} loss ↓", task) for task in task_order(runs))]
 
 
 def run_colors(count: int) -> list[str]:
@@ -52,21 +58,26 @@ def curves_svg(runs: list[Run], colors: list[str]) -> bytes | None:
     None when no run has finished a validation."""
     if not any(run.validation for run in runs):
         return None
-    fig = Figure(figsize=(13, 7.2), layout="constrained")
-    axes = fig.subplots(2, 3)
-    for ax, (title, key) in zip(axes[0], SCORE_PANELS):
+    scores, losses = score_panels(runs), loss_panels(runs)
+    ncols = max(len(scores), len(losses))
+    fig = Figure(figsize=(13 / 3 * ncols, 7.2), layout="constrained")
+    axes = fig.subplots(2, ncols, squeeze=False)
+    for ax, (title, key) in zip(axes[0], scores):
         for run, color in zip(runs, colors):
             x, y = _series(run.validation, key)
             ax.plot(x, y, color=color, marker="o", markersize=3, linewidth=1.5)
             best = run.best
             if best is not None and key in best:
                 ax.plot([best["epoch"]], [best[key]], color=color, marker="*", markersize=13, markeredgecolor="black")
-        ax.set_title(title)
-    for ax, (title, task) in zip(axes[1], LOSS_PANELS):
+        ax.set_title(plain_text(title))
+    for ax, (title, task) in zip(axes[1], losses):
         for run, color in zip(runs, colors):
             ax.plot(*_series(run.train_losses, f"loss_train/{task}"), color=color, marker="o", markersize=3)
             ax.plot(*_series(run.validation, f"loss_val/{task}"), color=color, marker="s", markersize=3, linestyle="--")
-        ax.set_title(title)
+        ax.set_title(plain_text(title))
+    for row, used in ((axes[0], len(scores)), (axes[1], len(losses))):
+        for ax in row[used:]:
+            ax.set_visible(False)
     for ax in axes.flat:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -1,13 +1,16 @@
 """Finding run directories and reading what each one logged.
 
-A run directory is any folder holding both ``config.yaml`` and ``metrics.csv``. Its validation rows
-(those with ``metrics_summary/grader`` set) give one entry per validated epoch; the best epoch is the
-first one with the highest ``mtl.metrics.checkpoint_rank`` (grader, ties broken by total), the same rule
-as the trainer's ``best.ckpt`` (a later exact tie does not replace it).
+A run directory is any folder holding both ``config.yaml`` and ``metrics.csv``. Its dataset and tasks are
+in ``config.yaml`` (``dataset``, default miniscapes; ``tasks``, else the tasks whose summaries were logged,
+else the dataset's default tasks). Its validation rows (those with a ``metrics_summary/…`` value) give one
+entry per validated epoch; the best epoch is the first one with the highest ``checkpoint_rank`` of the
+run's dataset (MiniScapes: the grader, ties broken by total), the same rule as the trainer's ``best.ckpt``
+(a later exact tie does not replace it).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import math
 import os
@@ -17,16 +20,58 @@ from typing import Any
 
 import yaml
 
+from mtl.datasets import DATASETS, DatasetInfo, DatasetLayout
 from mtl.inference.checkpoint import read_checkpoint
-from mtl.metrics import checkpoint_rank
 from mtl.reporting.events import training_time
+from mtl.tasks import TASKS
 
-GRADER = "metrics_summary/grader"
-TOTAL = "metrics_summary/total"
-MIOU = "metrics_summary/semseg"
-SI_LOG_RMSE = "metrics_summary/depth"
+SUMMARY = "metrics_summary/"
+DEFAULT_DATASET = "miniscapes"  # `mtl train --dataset`'s default: what a config without the key trained on
 # BatchNorm buffers are saved in the state_dict but are not trained parameters.
 _BUFFER_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
+
+
+def summary_tag(task: str) -> str:
+    """The TensorBoard tag of a task's summary metric (e.g. mIoU for semseg)."""
+    return f"{SUMMARY}{task}"
+
+
+def score_tag(score: str) -> str:
+    """The tag of a dataset score (``grader``, ``total``)."""
+    return f"{SUMMARY}{score}"
+
+
+def task_summary(task: str) -> tuple[str, str, bool | None]:
+    """(key, label, higher is better) of a task's summary metric, from the task class (``miou``, "mIoU", True);
+    an unknown task (a plug-in not installed here) is shown by its name, direction unknown."""
+    cls = TASKS[task] if task in TASKS else None
+    if cls is None:
+        return task, task, None
+    return cls.summary_name, cls.summary_label, bool(cls.higher_is_better)
+
+
+def task_order(runs: list[Run]) -> list[str]:
+    """Every task of the runs, in their datasets' order (MiniScapes: semseg, depth, normals), then as met."""
+    present = {task for run in runs for task in run.tasks}
+    order: list[str] = []
+    for run in runs:
+        info = run.info
+        for task in (*(info.tasks if info is not None else ()), *run.tasks):
+            if task in present and task not in order:
+                order.append(task)
+    return order
+
+
+def headlines(runs: list[Run]) -> list[str]:
+    """The headline score of each dataset among the runs, in order (MiniScapes: grader)."""
+    return list(dict.fromkeys(run.headline for run in runs))
+
+
+class _Scores(dict):
+    """Scores of one validation row for ``checkpoint_rank``; a score the row lacks counts as 0 (e.g. no total)."""
+
+    def __missing__(self, key: str) -> float:
+        return 0.0
 
 
 class RunFormatError(ValueError):
@@ -45,14 +90,63 @@ class Run:
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def dataset(self) -> str:
+        return str(self.config.get("dataset") or DEFAULT_DATASET)
+
+    @property
+    def layout(self) -> type[DatasetLayout]:
+        """The run's dataset layout class (its scores and classes); the base layout for an unknown dataset."""
+        return DATASETS[self.dataset] if self.dataset in DATASETS else DatasetLayout
+
+    @property
+    def info(self) -> DatasetInfo | None:
+        """The dataset's facts for this run (its classes may depend on its flags: ``info_for``); None for a dataset
+        that is not installed here."""
+        layout = self.layout
+        if not hasattr(layout, "info"):
+            return None
+        try:
+            return layout.info_for(argparse.Namespace(**self.config))
+        except Exception:  # an older layout without info_for, or flags it does not find: the layout's own facts
+            return layout.info
+
+    @property
+    def headline(self) -> str:
+        """The dataset's headline score (MiniScapes: grader; otherwise total)."""
+        return self.layout.headline
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks the run trained: config.yaml's ``tasks``; else those whose summary was logged; else the
+        dataset's default tasks."""
+        tasks = self.config.get("tasks")
+        if isinstance(tasks, str):
+            tasks = [t for t in tasks.split(",") if t]
+        if tasks:
+            return tuple(str(t) for t in tasks)
+        logged = {key[len(SUMMARY):] for row in self.validation for key in row if key.startswith(SUMMARY)}
+        info = self.info
+        order = dict.fromkeys([*(info.tasks if info is not None else ()), *TASKS])
+        known = tuple(t for t in order if t in logged)
+        if known:
+            return known
+        return tuple(info.default_tasks) if info is not None else ()
+
+    def rank(self, row: dict[str, float]) -> float:
+        """The dataset's checkpoint rank of a validation row (higher is better)."""
+        scores = _Scores({key[len(SUMMARY):]: value for key, value in row.items() if key.startswith(SUMMARY)})
+        return float(self.layout.checkpoint_rank(scores))
+
+    @property
     def best(self) -> dict[str, float] | None:
-        """The validation row of the best epoch (first maximum of checkpoint_rank), or None before any validation."""
-        scored = [row for row in self.validation if math.isfinite(row.get(GRADER, math.nan))]
+        """The validation row of the best epoch (first maximum of the dataset's checkpoint rank), or None before
+        any validation."""
+        headline = score_tag(self.headline)
+        scored = [row for row in self.validation if math.isfinite(row.get(headline, math.nan))]
         if not scored:
             return None
-        rank = lambda row: checkpoint_rank(row[GRADER], row.get(TOTAL, 0.0))  # noqa: E731
-        top = max(rank(row) for row in scored)
-        return next(row for row in scored if rank(row) == top)
+        ranks = [self.rank(row) for row in scored]
+        return scored[ranks.index(max(ranks))]
 
 
 def find_runs(root: str | Path) -> list[Path]:
@@ -138,11 +232,11 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
 def split_metrics(
     rows: list[dict[str, float]], source: Path
 ) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
-    """(validation rows, per-epoch mean training losses). Training rows logged after the last validation
-    belong to an epoch that never finished and are left out."""
+    """(validation rows, per-epoch mean training losses). A validation row is one with a ``metrics_summary/…``
+    value. Training rows logged after the last validation belong to an epoch that never finished and are left out."""
     validation, train_losses, pending = [], [], []
     for row in rows:
-        if GRADER in row:
+        if any(key.startswith(SUMMARY) for key in row):
             if "epoch" not in row:
                 raise RunFormatError(f"{source}: the validation row at step {row.get('step', math.nan):g} has no epoch")
             validation.append(row)

@@ -1,5 +1,8 @@
 """The results table: one row per run, with the hyper-parameters that differ between the runs listed.
 
+Columns are generic over datasets and tasks: the dataset's headline score (MiniScapes: the grader), each
+task's summary metric (``metrics_summary/<task>``, named and labelled by the task class: mIoU, SI-logRMSE,
+…), Δm against single-task baselines (when any run has one), parameters and training time.
 Formats: markdown (pipe table), LaTeX (booktabs tabular) and CSV (stdlib csv; raw numbers, for scripts).
 Epochs are 0-based, as in metrics.csv and the training log.
 """
@@ -9,18 +12,21 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from mtl.config import NON_EXPERIMENT_KEYS
-from mtl.reporting import FORMATS, SORT_KEYS
-from mtl.reporting.runs import GRADER, MIOU, SI_LOG_RMSE, Run
+from mtl.reporting import FORMATS
+from mtl.reporting.delta import Delta, compute_deltas
+from mtl.reporting.runs import Run, headlines, score_tag, summary_tag, task_order, task_summary
 
-_DESCENDING = {"grader", "miou"}
 # Run-management flags, not compared between runs. num_epochs is one only because it may grow on resume;
 # it does change the experiment, so it is compared.
 NOT_COMPARED = NON_EXPERIMENT_KEYS - {"num_epochs"}
+DELTA_KEY = "delta_m"
+# Kinds of columns: how a value is written, and which columns are scores (sortable, best in bold).
+SCORE_KINDS = ("score", "summary", "delta")
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,10 @@ class Column:
     key: str
     label: str
     numeric: bool = False
+    kind: str = "text"  # text, int, score, summary, delta, params, time
+    higher_is_better: bool | None = None
+    latex: str | None = None  # the header in LaTeX when the label needs math mode
+    tag: str | None = None  # the metrics.csv column of a score or summary
 
 
 def config_text(value: Any) -> str:
@@ -48,52 +58,80 @@ def differing_keys(runs: list[Run]) -> list[str]:
     ]
 
 
-def columns(hyper_parameters: list[str]) -> list[Column]:
-    return [
-        Column("name", "name"),
-        Column("model_name", "model"),
-        *(Column(key, key) for key in hyper_parameters),
-        Column("best_epoch", "best epoch", True),
-        Column("epochs", "epochs", True),
-        Column("grader", "grader", True),
-        Column("miou", "mIoU", True),
-        Column("si_log_rmse", "SI-logRMSE", True),
-        Column("params", "params", True),
-        Column("train_time_s", "train time", True),
-    ]
+def score_columns(runs: list[Run]) -> list[Column]:
+    """The headline score of each dataset among the runs (MiniScapes: grader)."""
+    return [Column(h, h, True, "score", True, tag=score_tag(h)) for h in headlines(runs)]
 
 
-def build_table(runs: list[Run], sort: str = "grader") -> tuple[list[Column], list[dict[str, Any]]]:
-    """(columns, rows) with raw values (None = empty), sorted by ``sort``; runs without that score go last."""
-    if sort not in SORT_KEYS:
-        raise ValueError(f"--sort: expected one of {list(SORT_KEYS)}, got {sort!r}")
+def summary_columns(runs: list[Run], taken: set[str]) -> list[Column]:
+    """One column per task: its summary metric, keyed and labelled by the task class (``miou``/"mIoU")."""
+    cols = []
+    for task in task_order(runs):
+        key, label, higher = task_summary(task)
+        key = key if key not in taken else f"{task}_{key}"
+        taken.add(key)
+        cols.append(Column(key, label, True, "summary", higher, tag=summary_tag(task)))
+    return cols
+
+
+def columns(hyper_parameters: list[str], runs: list[Run] | None = None, with_delta: bool = False) -> list[Column]:
+    runs = runs or []
+    head = [Column("name", "name"), Column("model_name", "model"), *(Column(key, key) for key in hyper_parameters)]
+    head += [Column("best_epoch", "best epoch", True, "int"), Column("epochs", "epochs", True, "int")]
+    scores = score_columns(runs)
+    taken = {c.key for c in head + scores} | {DELTA_KEY, "params", "train_time_s"}
+    tail = [Column("params", "params", True, "params"), Column("train_time_s", "train time", True, "time")]
+    delta = [Column(DELTA_KEY, "Δm (%)", True, "delta", True, latex=r"$\Delta_m$ (\%)")] if with_delta else []
+    return head + scores + summary_columns(runs, taken) + delta + tail
+
+
+def shows_delta(deltas: Mapping[str, Delta]) -> bool:
+    """The Δm column is shown once some multi-task run has a baseline for at least one of its tasks."""
+    return any(delta.baselines for delta in deltas.values())
+
+
+def build_table(
+    runs: list[Run], sort: str | None = None, deltas: Mapping[str, Delta] | None = None
+) -> tuple[list[Column], list[dict[str, Any]]]:
+    """(columns, rows) with raw values (None = empty), sorted by ``sort`` (a score column's key or ``name``;
+    default: the first score column, e.g. grader); runs without that score go last. ``deltas``: Δm by run
+    name (default: against the single-task runs among ``runs``)."""
+    deltas = compute_deltas(runs) if deltas is None else deltas
     keys = differing_keys(runs)
+    cols = columns(keys, runs, shows_delta(deltas))
+    sortable = [c.key for c in cols if c.kind in SCORE_KINDS] + ["name"]
+    sort = sort or sortable[0]
+    if sort not in sortable:
+        raise ValueError(f"--sort: expected one of {sortable} (the scores of these runs), got {sort!r}")
     rows = []
     for run in runs:
         best = run.best or {}
-        row = {
+        row: dict[str, Any] = {
             "name": run.name,
             "model_name": run.config.get("model_name"),
             **{key: config_text(run.config[key]) if key in run.config else None for key in keys},
             "best_epoch": int(best["epoch"]) if best else None,
             "epochs": len(run.validation),
-            "grader": best.get(GRADER),
-            "miou": best.get(MIOU),
-            "si_log_rmse": best.get(SI_LOG_RMSE),
-            "params": run.params,
-            "train_time_s": run.train_time_s,
         }
+        for col in cols:
+            if col.tag is not None:
+                row[col.key] = best.get(col.tag)
+        delta = deltas.get(run.name)
+        row[DELTA_KEY] = delta.value if delta is not None else None
+        row["params"] = run.params
+        row["train_time_s"] = run.train_time_s
         rows.append(row)
-    return columns(keys), sort_rows(rows, sort)
+    by = next(c for c in cols if c.key == sort) if sort != "name" else None
+    return cols, sort_rows(rows, sort, by.higher_is_better is not False if by else True)
 
 
-def sort_rows(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
+def sort_rows(rows: list[dict[str, Any]], by: str, descending: bool = True) -> list[dict[str, Any]]:
     if by == "name":
         return sorted(rows, key=lambda r: r["name"])
     has_score = lambda r: r[by] is not None and not math.isnan(r[by])  # noqa: E731
     scored = [r for r in rows if has_score(r)]
     unscored = sorted((r for r in rows if not has_score(r)), key=lambda r: r["name"])
-    sign = -1.0 if by in _DESCENDING else 1.0
+    sign = -1.0 if descending else 1.0
     return sorted(scored, key=lambda r: (sign * r[by], r["name"])) + unscored
 
 
@@ -102,30 +140,32 @@ def duration_text(seconds: float) -> str:
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
-def cell_text(key: str, value: Any) -> str:
-    """A value as people read it (scores to 2 decimals, parameters with thousands separators, time h:mm:ss)."""
+def cell_text(col: Column, value: Any) -> str:
+    """A value as people read it (scores to 2 decimals, Δm signed, parameters with thousands separators, time h:mm:ss)."""
     if value is None:
         return ""
-    if key in ("grader", "miou", "si_log_rmse"):
+    if col.kind in ("score", "summary"):
         return f"{value:.2f}"
-    if key == "params":
+    if col.kind == "delta":
+        return f"{value:+.2f}"
+    if col.kind == "params":
         return f"{value:,}"
-    if key == "train_time_s":
+    if col.kind == "time":
         return duration_text(value)
     return str(value)
 
 
-def _csv_value(key: str, value: Any) -> Any:
+def _csv_value(col: Column, value: Any) -> Any:
     if value is None:
         return ""
-    return round(value, 1) if key == "train_time_s" else value
+    return round(value, 1) if col.kind == "time" else value
 
 
 def to_csv(cols: list[Column], rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([c.key for c in cols])
-    writer.writerows([[_csv_value(c.key, row[c.key]) for c in cols] for row in rows])
+    writer.writerows([[_csv_value(c, row[c.key]) for c in cols] for row in rows])
     return buffer.getvalue()
 
 
@@ -139,7 +179,7 @@ def to_markdown(cols: list[Column], rows: list[dict[str, Any]]) -> str:
         "|" + "|".join("---:" if c.numeric else ":---" for c in cols) + "|",
     ]
     for row in rows:
-        lines.append("| " + " | ".join(_markdown_cell(cell_text(c.key, row[c.key])) for c in cols) + " |")
+        lines.append("| " + " | ".join(_markdown_cell(cell_text(c, row[c.key])) for c in cols) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -166,9 +206,9 @@ def to_latex(cols: list[Column], rows: list[dict[str, Any]]) -> str:
         r"% needs \usepackage{booktabs}",
         r"\begin{tabular}{" + "".join("r" if c.numeric else "l" for c in cols) + "}",
         r"\toprule",
-        " & ".join(latex_escape(c.label) for c in cols) + r" \\",
+        " & ".join(c.latex or latex_escape(c.label) for c in cols) + r" \\",
         r"\midrule",
-        *(" & ".join(latex_escape(cell_text(c.key, row[c.key])) for c in cols) + r" \\" for row in rows),
+        *(" & ".join(latex_escape(cell_text(c, row[c.key])) for c in cols) + r" \\" for row in rows),
         r"\bottomrule",
         r"\end{tabular}",
     ]
@@ -182,8 +222,10 @@ WRITERS: dict[str, Callable[[list[Column], list[dict[str, Any]]], str]] = {
 }
 
 
-def results_table(runs: list[Run], fmt: str = "markdown", sort: str = "grader") -> str:
+def results_table(
+    runs: list[Run], fmt: str = "markdown", sort: str | None = None, deltas: Mapping[str, Delta] | None = None
+) -> str:
     """The whole table as text in ``fmt`` (markdown, latex or csv)."""
     if fmt not in WRITERS:
         raise ValueError(f"--format: expected one of {list(FORMATS)}, got {fmt!r}")
-    return WRITERS[fmt](*build_table(runs, sort))
+    return WRITERS[fmt](*build_table(runs, sort, deltas))

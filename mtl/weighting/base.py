@@ -8,9 +8,16 @@ combine them, and write the result into their ``.grad``. Either way it records t
 in ``weights`` (task → float or 0-dim tensor) for the logs.
 
 A method is one class registered with ``@register_weighting("name")``; its own hyper-parameters are flags
-``--weighting_<option>`` declared in ``add_arguments``. Learnable weights are returned by ``parameters()``
-(the trainer registers them with the model, so they move with it, are optimised with it and saved in its
-state dict); any other state (running averages, loss history) goes through ``state_dict()``.
+``--weighting_<method>_<option>`` declared in ``add_arguments`` (``--weighting_on`` is common to all, see
+``mtl.config``). Learnable weights are returned by ``parameters()`` (the trainer registers them with the
+model, so they move with it, are optimised with it and saved in its state dict); any other state (running
+averages, loss history, a method's own optimiser, its random generator) goes through ``state_dict()``.
+
+What the trainer knows about a step reaches the method as a ``StepContext``: the trainable parameters, the
+shared representation when the method asked for it (``wants_representation``), how many batches are
+accumulated into this optimiser step and whether this batch is the last of them, and the loss scale of
+fp16 mixed precision. Under DDP a method reduces what it combines itself (``all_reduce_mean``): Lightning
+averages ``.grad`` in a backward pass, but not what ``torch.autograd.grad`` returns.
 Modules here import torch inside their functions (see ``mtl.plugins``).
 """
 
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mtl.plugins import Registry
@@ -31,9 +39,27 @@ register_weighting = WEIGHTINGS.register
 
 Backward = Callable[["Tensor"], None]
 
+ON_CHOICES = ("auto", "parameters", "representation")  # --weighting_on
+
+
+@dataclass
+class StepContext:
+    """What the trainer tells a method about the batch whose losses it back-propagates."""
+
+    parameters: Sequence[Tensor] = ()  # every trainable parameter of the model (shared and task-specific)
+    representation: Sequence[Tensor] = ()  # the shared features of this batch, if the method asked for them
+    micro_batches: int = 1  # batches accumulated into this optimiser step (--accumulate_grad_batches)
+    last: bool = True  # this batch completes the optimiser step: the method combines now
+    epoch: int = 0
+    loss_scale: float = 1.0  # the GradScaler's factor under 16-mixed precision (backward() applies it itself)
+
 
 class Weighting:
     name: ClassVar[str]
+    # A method that needs the losses of the same batch again after the optimiser step (FAMO) says so; the
+    # trainer then evaluates them (no gradient, normalisation statistics untouched) and calls after_step().
+    needs_losses_after_step: ClassVar[bool] = False
+    wants_representation: bool = False  # capture the shared features for StepContext.representation
 
     def __init__(self, tasks: Sequence[str], weights: Mapping[str, float]) -> None:
         if not tasks or len(set(tasks)) != len(tasks):
@@ -73,11 +99,24 @@ class Weighting:
         self._check(losses)
         return sum(self.weights[t] * losses[t] for t in self.tasks)
 
-    def backward(self, losses: Mapping[str, Tensor], shared: Sequence[Tensor], backward: Backward) -> Tensor:
-        """Back-propagate this step's losses into ``.grad``; returns the objective (detached) for the logs."""
+    def backward(
+        self,
+        losses: Mapping[str, Tensor],
+        shared: Sequence[Tensor],
+        backward: Backward,
+        context: StepContext,
+    ) -> Tensor:
+        """Back-propagate this batch's losses into ``.grad`` (added to what earlier batches of an accumulated
+        step left there); returns the objective (detached) for the logs."""
         total = self.loss(losses)
-        backward(total)
+        backward(total / context.micro_batches)
         return total.detach()
+
+    def after_step(self, losses: Mapping[str, Tensor]) -> None:
+        """The losses of the step's last batch re-evaluated after the optimiser step (if ``needs_losses_after_step``)."""
+
+    def check_accumulation(self, micro_batches: int) -> None:
+        """Raise ValueError (naming the flags) if the method cannot accumulate this many batches per step."""
 
     def _check(self, losses: Mapping[str, Tensor]) -> None:
         if set(losses) != set(self.tasks):
@@ -85,4 +124,55 @@ class Weighting:
 
 
 def build_weighting(flags: argparse.Namespace, tasks: Sequence[str]) -> Weighting:
-    return WEIGHTINGS[flags.loss_weighting].from_flags(flags, tasks)
+    weighting = WEIGHTINGS[flags.loss_weighting].from_flags(flags, tasks)
+    weighting.check_accumulation(getattr(flags, "accumulate_grad_batches", 1))
+    return weighting
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def all_reduce_sum(tensor: Tensor) -> Tensor:
+    """Sum over the processes of a DDP run, in place (a no-op in one process)."""
+    if world_size() > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def all_reduce_mean(tensor: Tensor) -> Tensor:
+    """Mean over the processes, in place: what one process would compute on the union of their batches when
+    ``tensor`` is a batch mean (the processes hold equal batches)."""
+    n = world_size()
+    if n > 1:
+        all_reduce_sum(tensor).div_(n)
+    return tensor
+
+
+def mean_losses(weighting: Weighting, losses: Mapping[str, Tensor]) -> Tensor:
+    """The task losses as one fp64 vector (task order), averaged over the processes: every process gets the same
+    values, so weights computed from them agree (and a NaN on one process stops them all)."""
+    import torch
+
+    weighting._check(losses)
+    vector = torch.stack([losses[t].detach().to(torch.float64) for t in weighting.tasks])
+    return all_reduce_mean(vector)
+
+
+def make_generator(seed: int) -> Any:
+    """A CPU generator of the method's own: the same draws on every process and after a resume."""
+    import torch
+
+    return torch.Generator().manual_seed(int(seed))
+
+
+def no_autocast(device_type: str) -> Any:
+    """Combinations are computed in fp32/fp64 even inside a bf16/fp16 autocast region."""
+    import torch
+
+    return torch.autocast(device_type, enabled=False)

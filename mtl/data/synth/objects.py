@@ -220,7 +220,7 @@ def traffic_light(rng: np.random.Generator, place: Placement, overhang: float = 
     heads = [(0.0, height - 0.6)] if overhang == 0 else [(overhang, height - 0.7), (overhang * 0.5, height - 0.7)]
     if overhang:
         parts.append(Part(Box(place.at(overhang / 2, height - 0.1, 0), (abs(overhang), 0.14, 0.14), place.yaw), POLE, Solid((80, 85, 80))))
-    elif rng.random() < 0.5:
+    elif rng.random() < 0.8:  # a repeater head at eye level (RARE_CLASSES: was 0.5)
         heads.append((0.0, height - 1.9))
     for right, y in heads:
         center = place.at(right, y, -0.2)

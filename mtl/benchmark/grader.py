@@ -26,11 +26,11 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from mtl.data.classes import CLASS_NAMES, NUM_CLASSES, TASKS
+from mtl.data.classes import CLASS_NAMES, NUM_CLASSES
 from mtl.data.formats import DataFormatError, decode_depth, read_depth, read_semseg
 from mtl.metrics.depth import DepthMetrics
-from mtl.metrics.safezip import GiB, MiB, SafeZip, SubmissionError, _reason, _shown
-from mtl.metrics.score import summary
+from mtl.benchmark.safezip import GiB, MiB, SafeZip, SubmissionError, _reason, _shown
+from mtl.datasets.miniscapes import COURSE_TASKS, grader_score, total_score
 from mtl.metrics.semseg import SemsegMetrics
 
 PREDICTION_MODES = {"semseg": ("P", "L"), "depth": ("L",)}
@@ -44,7 +44,7 @@ def ground_truth_indices(gt_dir: str | Path) -> list[int]:
     """Indices present in ``<gt>/semseg`` and ``<gt>/depth`` (they must agree)."""
     gt = Path(gt_dir)
     found: dict[str, set[int]] = {}
-    for task in TASKS:
+    for task in COURSE_TASKS:
         folder = gt / task
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: ground-truth folder not found (expected {gt}/{task}/<i>.png)")
@@ -75,7 +75,7 @@ def _prediction_entries(archive: SafeZip, indices: list[int], gt: Path) -> dict[
         if index not in wanted:
             raise SubmissionError(f"{archive.path}: entry {name!r} has no ground truth (no index {index} in {gt})")
         entries[(task, index)] = name
-    missing = [f"predictions/{task}/{i}.png" for task in TASKS for i in indices if (task, i) not in entries]
+    missing = [f"predictions/{task}/{i}.png" for task in COURSE_TASKS for i in indices if (task, i) not in entries]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise SubmissionError(f"{archive.path}: missing entry {missing[0]!r}{more}")
@@ -174,8 +174,12 @@ def grade_submission(
         raise DataFormatError(f"{gt / 'depth'}: no image has a valid depth pixel, so depth cannot be scored")
     semseg_result = semseg_metrics.compute()
     depth_result = depth_metrics.compute()
+    miou, si = float(semseg_result["miou"]), float(depth_result["si_log_rmse"])
     return {
-        **summary(semseg_result, depth_result),
+        "grader": grader_score(miou, si),
+        "miou": miou,
+        "si_log_rmse": si,
+        "total": total_score(miou, si),
         "iou_per_class": {name: float(v) for name, v in zip(CLASS_NAMES, semseg_result["iou_per_class"])},
         "depth_metrics": {name: float(v) for name, v in depth_result.items()},
         "num_images": len(indices),

@@ -1,0 +1,159 @@
+"""Δm: a multi-task run against single-task baselines of the same dataset (SPEC §10).
+
+    Δm = (100 / K) · Σ_k (−1)^{l_k} · (M_m,k − M_b,k) / M_b,k
+
+over the K metrics that enter it, l_k = 1 where lower is better (Maninis et al. 2019; Vandenhende et al.
+2021; the figure of MTAN, Nash-MTL, FAMO and LibMTL tables). Each task declares its metrics
+(``Task.delta_metrics``: TensorBoard tag, higher is better); ``mode="summary"`` uses each task's summary
+metric instead (the course setting: mIoU and SI-logRMSE). Values are read at each run's best epoch.
+
+Baselines. A single-task run (one task in its config.yaml) of the same dataset is a baseline for that task.
+Explicit ones (``--baseline TASK=RUN_DIR``) win over the runs found, for the runs of their dataset. When
+several runs could serve, the one whose configuration is closest to the multi-task run's is taken: fewest
+differing experiment flags (``dataset_root`` included; the tasks, the loss weights and the weighting method
+left out, as they must differ), ties by name. Nothing here names a task: metrics come from the task classes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from mtl.config import NON_EXPERIMENT_KEYS
+from mtl.reporting import DELTA_MODES as MODES
+from mtl.reporting.runs import Run, summary_tag
+from mtl.tasks import TASKS
+
+# Flags that necessarily differ between a multi-task run and its single-task baselines, or name the run.
+_NOT_MATCHED = frozenset({"tasks", "loss_weighting", "name", "log_dir"})
+
+
+@dataclass(frozen=True)
+class DeltaMetric:
+    task: str
+    tag: str
+    higher_is_better: bool
+
+
+@dataclass
+class Delta:
+    """Δm of one multi-task run, or why it is empty."""
+
+    value: float | None = None
+    baselines: dict[str, Run] = field(default_factory=dict)  # task → the run used as its baseline
+    missing: list[str] = field(default_factory=list)  # tasks without a baseline
+    problems: list[str] = field(default_factory=list)  # other reasons for an empty value
+    terms: list[tuple[DeltaMetric, float, float, float]] = field(default_factory=list)  # (metric, M_m, M_b, signed %)
+
+    @property
+    def reason(self) -> str:
+        """Why the value is empty, in one line ('' when there is a value)."""
+        if self.value is not None:
+            return ""
+        parts = []
+        if self.missing:
+            parts.append("no single-task baseline for " + ", ".join(self.missing))
+        return "; ".join(parts + self.problems)
+
+
+def delta_metrics(task: str, mode: str = "declared") -> tuple[DeltaMetric, ...]:
+    """The metrics of ``task`` that enter Δm: its declared ones, or (mode ``summary``, or none declared) its
+    summary metric."""
+    if mode not in MODES:
+        raise ValueError(f"--delta_metrics: expected one of {list(MODES)}, got {mode!r}")
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}: its Δm metrics are not known")
+    cls = TASKS[task]
+    declared = tuple(cls.delta_metrics) if mode == "declared" else ()
+    if not declared:
+        return (DeltaMetric(task, summary_tag(task), bool(cls.higher_is_better)),)
+    return tuple(DeltaMetric(task, tag, bool(higher)) for tag, higher in declared)
+
+
+def delta_m(
+    model: Mapping[str, float], baselines: Mapping[str, Mapping[str, float]], metrics: Sequence[DeltaMetric]
+) -> tuple[float, list[tuple[DeltaMetric, float, float, float]]]:
+    """Δm in percent of the values ``model`` (tag → value) against ``baselines`` (task → tag → value), and
+    each metric's term. KeyError names a missing tag; ZeroDivisionError a baseline value of 0."""
+    terms = []
+    for metric in metrics:
+        m, b = model[metric.tag], baselines[metric.task][metric.tag]
+        if b == 0:
+            raise ZeroDivisionError(metric.tag)
+        sign = 1.0 if metric.higher_is_better else -1.0
+        terms.append((metric, m, b, 100.0 * sign * (m - b) / b))
+    return sum(t[3] for t in terms) / len(terms), terms
+
+
+def is_baseline(run: Run) -> bool:
+    """A single-task run that reached a validation: it can serve as a baseline."""
+    return len(run.tasks) == 1 and run.best is not None
+
+
+def _text(value: object) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+
+
+def config_distance(a: Run, b: Run) -> int:
+    """Experiment flags (dataset_root and num_epochs included) whose values differ between two runs; a missing
+    key differs."""
+    ignored = (NON_EXPERIMENT_KEYS - {"dataset_root", "num_epochs"}) | _NOT_MATCHED
+    keys = {k for k in (*a.config, *b.config) if k not in ignored and not k.startswith("loss_weight_")}
+    return sum(_text(a.config.get(k)) != _text(b.config.get(k)) or (k in a.config) != (k in b.config) for k in keys)
+
+
+def choose_baseline(run: Run, task: str, candidates: Iterable[Run]) -> Run | None:
+    """The single-task run of ``task`` on ``run``'s dataset closest to ``run``'s configuration (ties by name)."""
+    fitting = [c for c in candidates if c is not run and c.tasks == (task,) and c.dataset == run.dataset and c.best]
+    if not fitting:
+        return None
+    return min(fitting, key=lambda c: (config_distance(run, c), c.name))
+
+
+def compute_deltas(
+    runs: Sequence[Run], explicit: Mapping[str, Run] | None = None, mode: str = "declared"
+) -> dict[str, Delta]:
+    """Δm of every multi-task run (by run name). Baselines: ``explicit`` (task → run) for runs of its dataset,
+    else the closest single-task run among ``runs``. Runs with one task get no entry."""
+    explicit = dict(explicit or {})
+    candidates = [run for run in runs if is_baseline(run)]
+    out: dict[str, Delta] = {}
+    for run in runs:
+        if len(run.tasks) < 2:
+            continue
+        delta = out[run.name] = Delta()
+        for task in run.tasks:
+            chosen = explicit.get(task)
+            if chosen is None or chosen.dataset != run.dataset:
+                chosen = choose_baseline(run, task, candidates)
+            if chosen is None:
+                delta.missing.append(task)
+            else:
+                delta.baselines[task] = chosen
+        best = run.best
+        if delta.missing:
+            continue
+        if best is None:
+            delta.problems.append("no validation yet")
+            continue
+        try:
+            metrics = [m for task in run.tasks for m in delta_metrics(task, mode)]
+        except ValueError as exc:
+            delta.problems.append(str(exc))
+            continue
+        values = {task: dict(baseline.best or {}) for task, baseline in delta.baselines.items()}
+        lacking = [f"{m.tag} ({run.name})" for m in metrics if not _finite(best.get(m.tag))]
+        lacking += [f"{m.tag} ({delta.baselines[m.task].name})" for m in metrics if not _finite(values[m.task].get(m.tag))]
+        if lacking:
+            delta.problems.append("not logged at the best epoch: " + ", ".join(lacking))
+            continue
+        try:
+            delta.value, delta.terms = delta_m(best, values, metrics)
+        except ZeroDivisionError as exc:
+            delta.problems.append(f"baseline {exc} is 0: no relative change")
+    return out
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
