@@ -10,7 +10,10 @@ a value the command line would refuse.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +244,22 @@ def parse_config(argv: list[str]) -> argparse.Namespace:
     cfg = parser.parse_args(argv)
     validate(parser, cfg)
     return cfg
+
+
+class FlagsRefused(ValueError):
+    """`mtl train` refuses the flags; the message is its one error line (which names the flag)."""
+
+
+def parse_config_or_raise(argv: list[str]) -> argparse.Namespace:
+    """``parse_config`` for commands that train runs in-process (tuning, baselines): a refusal raises
+    FlagsRefused instead of exiting."""
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            return parse_config(argv)
+    except SystemExit:
+        lines = stderr.getvalue().strip().splitlines()
+        raise FlagsRefused(lines[-1].removeprefix("mtl train: error: ") if lines else shlex.join(argv)) from None
 
 
 def load_yaml_preset(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:

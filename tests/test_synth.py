@@ -27,10 +27,10 @@ from mtl.data.formats import (
     write_normals,
     write_rgb,
 )
-from mtl.data.miniscapes import MiniScapes
+from mtl.datasets import DATASETS
 from mtl.data.synth import generate_dataset, render_sample
 from mtl.data.synth.camera import Camera
-from mtl.data.synth.dataset import _atomic
+from mtl.data.synth.layouts import atomic_write
 from mtl.data.synth.materials import Solid
 from mtl.data.synth.parts import Part
 from mtl.data.synth import render
@@ -259,11 +259,10 @@ def test_generate_dataset_writes_the_miniscapes_layout(tmp_path: Path):
     np.testing.assert_array_equal(read_semseg(root / "test_gt/semseg/0.png"), test_sample.semseg)
     assert np.isnan(read_depth(root / "test_gt/depth/0.png")[test_sample.semseg == SKY]).all()
 
-    train = MiniScapes(root, "train")
-    item = train[2]
-    assert len(train) == 3 and item["rgb"].shape == (3, 64, 128) and item["depth"].shape == (64, 128)
-    test = MiniScapes(root, "test")
-    assert test.modalities == ("rgb",) and len(test) == 2
+    layout = DATASETS["miniscapes"](root)
+    item = layout.read("train", 2, ("semseg", "depth", "normals"))
+    assert layout.split_size("train") == 3 and item["rgb"].shape == (64, 128, 3) and item["depth"].shape == (64, 128)
+    assert layout.tasks_in("test") == () and layout.split_size("test") == 2
 
     # normals: (0, 0, 0) exactly where the depth PNG is 0, in every written sample; the audit agrees
     for gt, n in (("train", 3), ("val", 2), ("test_gt", 2)):
@@ -309,9 +308,9 @@ def test_a_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path: Path
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        _atomic(crash, target)
+        atomic_write(crash, target)
     assert list(tmp_path.iterdir()) == []
-    _atomic(lambda p: p.write_bytes(b"done"), target)
+    atomic_write(lambda p: p.write_bytes(b"done"), target)
     assert [p.name for p in tmp_path.iterdir()] == ["0.png"] and target.read_bytes() == b"done"
 
 

@@ -10,11 +10,10 @@ an interruption completes the set. `mtl results`/`mtl report` on ``<runs-dir>`` 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import shlex
 import sys
 from pathlib import Path
+
+from mtl.config import FlagsRefused, parse_config_or_raise
 
 # Flags the command sets for each run.
 _OWN_FLAGS = ("log_dir", "name", "resume", "tasks")
@@ -39,21 +38,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_baselines)
 
 
-class FlagsRefused(ValueError):
-    """`mtl train` refuses the flags; the message names the flag."""
-
-
-def train_config(argv: list[str]) -> argparse.Namespace:
-    """`mtl train`'s own parsing and validation; its one-line error becomes ``FlagsRefused``."""
-    from mtl.config import parse_config
-
-    stderr = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(stderr):
-            return parse_config(argv)
-    except SystemExit:
-        lines = stderr.getvalue().strip().splitlines()
-        raise FlagsRefused(lines[-1].removeprefix("mtl train: error: ") if lines else shlex.join(argv)) from None
 
 
 def baseline_dir(runs_dir: str | Path, name: str, task: str) -> Path:
@@ -62,7 +46,7 @@ def baseline_dir(runs_dir: str | Path, name: str, task: str) -> Path:
 
 def plan(train_flags: list[str], runs_dir: str | Path, name: str) -> list[tuple[str, Path, list[str]]]:
     """(task, run directory, `mtl train` argv) per baseline; FlagsRefused for flags that cannot make them."""
-    base = train_config(train_flags)
+    base = parse_config_or_raise(train_flags)
     given = [flag for flag in _OWN_FLAGS if flag != "tasks" and getattr(base, flag) is not None]
     if given:
         raise FlagsRefused(f"--{given[0]} is set by `mtl baselines` (runs go to <runs-dir>/<name>/single_<task>); remove it")
@@ -72,7 +56,7 @@ def plan(train_flags: list[str], runs_dir: str | Path, name: str) -> list[tuple[
     for task in base.tasks:
         log_dir = baseline_dir(runs_dir, name, task)
         argv = [*train_flags, "--tasks", task, "--log_dir", str(log_dir), "--name", f"single_{task}", "--prepare_submission", "no"]
-        train_config(argv)  # the single-task flags must be accepted too (e.g. the train split holds that task)
+        parse_config_or_raise(argv)  # the single-task flags must be accepted too (e.g. the train split holds that task)
         runs.append((task, log_dir, argv))
     return runs
 
@@ -111,12 +95,12 @@ def _baselines(args: argparse.Namespace) -> int:
     failed = []
     for task, log_dir, run_argv in runs:
         resume = (log_dir / "checkpoints" / "last.ckpt").is_file()
-        if resume and finished(log_dir, train_config(run_argv).num_epochs):
+        if resume and finished(log_dir, parse_config_or_raise(run_argv).num_epochs):
             print(f"baseline {task}: {log_dir} has finished its epochs", flush=True)
             continue
         print(f"baseline {task}: {'continuing' if resume else 'training'} {log_dir}", flush=True)
         try:
-            cfg = train_config([*run_argv, "--resume", str(log_dir)] if resume else run_argv)
+            cfg = parse_config_or_raise([*run_argv, "--resume", str(log_dir)] if resume else run_argv)
             run_training(cfg)
         except NothingToDo:
             print(f"baseline {task}: {log_dir} has finished its epochs", flush=True)

@@ -70,7 +70,8 @@ def decode_depth(codes: np.ndarray) -> np.ndarray:
     return np.where(v == 0, np.nan, z).astype(np.float32)
 
 
-def _open(path: Path) -> Image.Image:
+def open_image(path: Path) -> Image.Image:
+    """A decoded PIL image; a missing, truncated or corrupt file is a DataFormatError naming it."""
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(f"{path}: missing file")
@@ -84,7 +85,7 @@ def _open(path: Path) -> Image.Image:
 
 def read_rgb(path: Path) -> np.ndarray:
     """H×W×3 uint8. Grayscale or RGBA files are rejected: the dataset is RGB."""
-    image = _open(path)
+    image = open_image(path)
     if image.mode != "RGB":
         raise DataFormatError(f"{path}: RGB image has mode {image.mode!r}, expected 'RGB'")
     return np.array(image, dtype=np.uint8)
@@ -92,7 +93,7 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def read_semseg(path: Path) -> np.ndarray:
     """H×W uint8 trainIds (0..18, 255 ignore) from a mode P or L PNG."""
-    image = _open(path)
+    image = open_image(path)
     if image.mode not in ("P", "L"):
         raise DataFormatError(f"{path}: semseg image has mode {image.mode!r}, expected 'P' or 'L'")
     ids = np.array(image, dtype=np.uint8)
@@ -106,7 +107,7 @@ def read_semseg(path: Path) -> np.ndarray:
 
 def read_depth(path: Path) -> np.ndarray:
     """H×W float32 metres, NaN where invalid."""
-    image = _open(path)
+    image = open_image(path)
     if image.mode != "L":
         raise DataFormatError(f"{path}: depth image has mode {image.mode!r}, expected 'L'")
     return decode_depth(np.array(image, dtype=np.uint8))
@@ -178,7 +179,7 @@ def decode_normals(codes: np.ndarray) -> np.ndarray:
 
 def read_normals(path: Path) -> np.ndarray:
     """H×W×3 float32 unit normals in camera coordinates, NaN where invalid, from a mode RGB PNG."""
-    image = _open(path)
+    image = open_image(path)
     if image.mode != "RGB":
         raise DataFormatError(f"{path}: normals image has mode {image.mode!r}, expected 'RGB'")
     return decode_normals(np.array(image, dtype=np.uint8))

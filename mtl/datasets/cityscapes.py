@@ -33,19 +33,17 @@ import argparse
 import json
 import math
 import re
-import sys
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from mtl.data import formats
-from mtl.data.check import SIXTEEN_BIT_MODES, CheckResult, content_problem, image_header, size_problems
+from mtl.data.check import SIXTEEN_BIT_MODES, CheckResult, check_files, content_problem, image_header, size_problems
 from mtl.data.classes import CLASS_COLORS, CLASS_NAMES, IGNORE_INDEX
-from mtl.data.formats import DataFormatError
+from mtl.data.formats import DataFormatError, open_image
 from mtl.datasets.base import Codec, DatasetInfo, DatasetLayout, register_dataset
 
 SPLITS = ("train", "val", "test")
@@ -60,19 +58,6 @@ SUFFIX = {
 OTHER_GTFINE = ("_gtFine_color.png", "_gtFine_instanceIds.png", "_gtFine_polygons.json", "_gtFine_labelTrainIds.png")
 NAME = re.compile(r"([^_/]+)_([0-9]+)_([0-9]+)")  # <city>_<seq>_<frame>
 IMAGE_NAME_HINT = "not a Cityscapes image name (expected <city>_<seq>_<frame>_leftImg8bit.png inside its <city> folder)"
-
-
-def open_image(path: Path) -> Image.Image:
-    """A decoded PIL image; a missing, truncated or corrupt file is a DataFormatError naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(f"{path}: missing file")
-    try:
-        image = Image.open(path)
-        image.load()
-    except Exception as exc:  # PIL raises many types for truncated/corrupt files
-        raise DataFormatError(f"{path}: cannot decode image ({exc})") from exc
-    return image
 
 
 # ---------------------------------------------------------------------------------------- the label table
@@ -377,17 +362,7 @@ class CityscapesLayout(DatasetLayout):
                                            "file per disparity map)")
             for kind in kinds:
                 self._scan_ground_truth(kind, split, names, result.problems, files)
-        sizes = []
-        for path, kind in tqdm(files, desc="checking", unit="file", file=sys.stderr, delay=2.0, disable=not progress):
-            problem, warning, size = _check_file(path, kind)
-            if problem is not None:
-                result.problems.append(problem)
-            if warning is not None:
-                result.warnings.append(warning)
-            if size is not None:
-                sizes.append((path, size))
-        result.files_checked = len(files)
-        result.problems += size_problems(sizes)
+        result.problems += size_problems(check_files(files, _check_file, result, progress))
         return result
 
     def _scan_images(self, folder: Path, problems: list[str], files: list[tuple[Path, str]]) -> list[tuple[str, str]]:

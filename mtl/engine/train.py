@@ -141,13 +141,24 @@ def build_trainer(
 
 @contextlib.contextmanager
 def quiet_lightning() -> Iterator[None]:
-    """Lightning's informational lines (accelerator summary, tips and adverts, "fit stopped") are noise in a
-    run's output; its warnings still show."""
+    """Lightning's informational lines (accelerator summary, tips and adverts, "fit stopped") and the warnings
+    that say nothing a user can act on are noise in a run's output; other warnings still show."""
     logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
     level = logger.level
     logger.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            # Our sampler resumes mid-epoch itself (mtl.engine.data); Lightning cannot see that and warns.
+            warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            # best.ckpt's folder holds last.ckpt too, on purpose; a resumed run's folder is not empty.
+            warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+            # Lightning 2.6 calls a pytree API that torch 2.13 deprecates.
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+            # Validation metrics are reduced by the module itself (validation_scalars).
+            warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+            warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")  # benchmarks time training alone
+            yield
     finally:
         logger.setLevel(level)
 
@@ -223,30 +234,21 @@ def _train(cfg: argparse.Namespace, log_dir: Path, ckpt: Path | None, extra_call
             f"{log_dir} has finished its {cfg.num_epochs} epochs; to train it longer, resume with a larger "
             f"--num_epochs (e.g. mtl train --resume {log_dir} --num_epochs {2 * cfg.num_epochs})"
         )
-    with warnings.catch_warnings():
-        # Our sampler resumes mid-epoch itself (mtl.engine.data); Lightning cannot see that and warns.
-        warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        # best.ckpt's folder holds last.ckpt too, on purpose; a resumed run's folder is not empty.
-        warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
-        # Lightning 2.6 calls a pytree API that torch 2.13 deprecates: nothing a user can act on.
-        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-        warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
-        try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
-        except SIGTERMException as exc:
-            # Lightning's own handler is active until training starts (then LastCheckpoint's takes over):
-            # no step was taken since the last checkpoint, so there is nothing to save.
-            raise TrainingInterrupted(signal.SIGTERM, ckpt) from exc
-        except NonFiniteLoss as exc:
-            saved = last.saved_step is not None or last.path.exists()
-            step = f" (step {last.saved_step})" if last.saved_step is not None else ""
-            where = f"the last good checkpoint is {last.path}{step}" if saved else "no checkpoint was written"
-            raise NonFiniteLoss(
-                f"{exc}; training stopped before this step, {where}; continue with mtl train --resume {log_dir} "
-                "(add --allow_changed_code to change flags such as --optimizer_lr)"
-            ) from exc
-        finally:
-            finish(loggers)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
+    except SIGTERMException as exc:
+        # Lightning's own handler is active until training starts (then LastCheckpoint's takes over):
+        # no step was taken since the last checkpoint, so there is nothing to save.
+        raise TrainingInterrupted(signal.SIGTERM, ckpt) from exc
+    except NonFiniteLoss as exc:
+        saved = last.saved_step is not None or last.path.exists()
+        step = f" (step {last.saved_step})" if last.saved_step is not None else ""
+        where = f"the last good checkpoint is {last.path}{step}" if saved else "no checkpoint was written"
+        raise NonFiniteLoss(
+            f"{exc}; training stopped before this step, {where}; continue with mtl train --resume {log_dir} "
+            "(add --allow_changed_code to change flags such as --optimizer_lr)"
+        ) from exc
+    finally:
+        finish(loggers)
     csv_logger.save()
     return log_dir

@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import csv
 import inspect
-import io
 import json
 import logging
 import os
@@ -40,7 +39,7 @@ import yaml
 from optuna.trial import TrialState
 
 from mtl.engine.module import NonFiniteLoss
-from mtl.config import code_root, experiment_items, parse_config
+from mtl.config import FlagsRefused, code_root, experiment_items, parse_config_or_raise
 from mtl.engine.train import RunSetupError, run_training
 from mtl.tuning.pruning import GraderPruning
 from mtl.tuning.space import SearchSpace, flag_value, load_space
@@ -123,14 +122,10 @@ def make_pruner(kind: str, startup_trials: int = 5, warmup_epochs: int = 1) -> o
 
 def train_config(argv: list[str], error: type[Exception]) -> argparse.Namespace:
     """`mtl train`'s own parsing and validation; its message (which names the flag) becomes ``error``."""
-    stderr = io.StringIO()
     try:
-        with contextlib.redirect_stderr(stderr):
-            return parse_config(argv)
-    except SystemExit:
-        lines = stderr.getvalue().strip().splitlines()
-        reason = lines[-1].removeprefix("mtl train: error: ") if lines else shlex.join(argv)
-        raise error(f"`mtl train` rejects the flags: {reason}") from None
+        return parse_config_or_raise(argv)
+    except FlagsRefused as exc:
+        raise error(f"`mtl train` rejects the flags: {exc}") from None
 
 
 def best_val_grader(metrics_csv: Path) -> float | None:

@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from mtl.data.classes import CLASS_ID, CLASS_NAMES, NUM_CLASSES
-from mtl.data.formats import read_normals
-from mtl.data.miniscapes import MiniScapes
+from mtl.data.formats import read_depth, read_normals, read_semseg
+from mtl.data.miniscapes import split_size
 
 
 def audit(root: str | Path, split: str = "val") -> dict:
-    data = MiniScapes(root, split, modalities=("semseg", "depth"))
+    folder = Path(root) / split
+    count = split_size(root, split)
     pixels = np.zeros(NUM_CLASSES, dtype=np.int64)
     images = np.zeros(NUM_CLASSES, dtype=np.int64)
     non_sky = valid = 0
@@ -32,9 +33,8 @@ def audit(root: str | Path, split: str = "val") -> dict:
     normals = Path(root) / split / "normals"
     has_normals = normals.is_dir()
     normal_mismatch = 0  # pixels whose normal validity differs from their depth validity
-    for i in range(len(data)):
-        sample = data.read(i)
-        ids, depth = sample["semseg"], sample["depth"]
+    for i in range(count):
+        ids, depth = read_semseg(folder / "semseg" / f"{i}.png"), read_depth(folder / "depth" / f"{i}.png")
         counts = np.bincount(ids.ravel(), minlength=256)[:NUM_CLASSES]
         pixels += counts
         images += counts > 0
@@ -49,7 +49,7 @@ def audit(root: str | Path, split: str = "val") -> dict:
             valid_normal = ~np.isnan(read_normals(normals / f"{i}.png")[..., 0])
             normal_mismatch += int((valid_normal != np.isfinite(depth)).sum())
     return {
-        "images": len(data),
+        "images": count,
         "class_share": pixels / max(int(pixels.sum()), 1),
         "class_images": images,
         "valid_depth_share": valid / max(non_sky, 1),

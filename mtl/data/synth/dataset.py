@@ -18,27 +18,15 @@ import os
 import sys
 from multiprocessing import Pool
 from pathlib import Path
-from typing import Callable
 
 from tqdm import tqdm
 
 from mtl.data.formats import write_depth, write_normals, write_rgb, write_semseg
-from mtl.data.synth.layouts import SPLITS_OF, WRITERS, cityscapes_folders
+from mtl.data.synth.layouts import SPLITS_OF, WRITERS, atomic_write, cityscapes_folders
 from mtl.data.synth.sample import check_size, render_sample
 
 GT_SPLIT = {"train": "train", "val": "val", "test": "test_gt"}  # where each split's ground truth goes
 LAYOUTS = ("miniscapes", *WRITERS)
-
-
-def _atomic(write: Callable[[Path], None], path: Path) -> None:
-    """Write to a hidden temporary file in the same folder, then rename: a crash never leaves a
-    half-written image under its final name. The temporary keeps the extension so PIL picks the format."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _write_sample(job: tuple[str, int, str, int, int, int, str]) -> None:
@@ -48,11 +36,11 @@ def _write_sample(job: tuple[str, int, str, int, int, int, str]) -> None:
         WRITERS[layout](out, seed, split, index, width, height)
         return
     sample = render_sample(seed, split, index, width, height)
-    _atomic(lambda p: write_rgb(p, sample.rgb), out / split / "rgb" / f"{index}.jpg")
+    atomic_write(lambda p: write_rgb(p, sample.rgb), out / split / "rgb" / f"{index}.jpg")
     gt = out / GT_SPLIT[split]
-    _atomic(lambda p: write_semseg(p, sample.semseg), gt / "semseg" / f"{index}.png")
-    _atomic(lambda p: write_depth(p, sample.depth, "invalidate"), gt / "depth" / f"{index}.png")
-    _atomic(lambda p: write_normals(p, sample.normals), gt / "normals" / f"{index}.png")
+    atomic_write(lambda p: write_semseg(p, sample.semseg), gt / "semseg" / f"{index}.png")
+    atomic_write(lambda p: write_depth(p, sample.depth, "invalidate"), gt / "depth" / f"{index}.png")
+    atomic_write(lambda p: write_normals(p, sample.normals), gt / "normals" / f"{index}.png")
 
 
 def _init_worker() -> None:

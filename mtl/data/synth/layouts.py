@@ -41,6 +41,19 @@ from mtl.data.synth.render import render
 from mtl.data.synth.sample import SPLIT_IDS, Sample, check_size
 from mtl.data.synth.scene import build_scene
 
+
+def atomic_write(write: Callable[[Path], None], path: Path) -> None:
+    """Write to a hidden temporary file in the same folder (created), then rename: a crash never leaves a
+    half-written image under its final name. The temporary keeps the extension so PIL picks the format."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 CITYSCAPES_BASELINE_M = 0.209313  # the Cityscapes stereo rig's baseline
 CITYSCAPES_FX_2048 = 2262.52  # its focal length in pixels at the full 2048-pixel width
 DISPARITY_SCALE = CITYSCAPES_BASELINE_M * CITYSCAPES_FX_2048 / 256.0  # stored value · z of the MTAN-style copy
@@ -83,17 +96,6 @@ def render_with_focal(seed: int, split: str, index: int, width: int, height: int
     scene = build_scene(rng, width, height)
     rgb, semseg, depth, normals = render(scene)
     return Sample(rgb, semseg, depth, normals), float(scene.camera.focal)
-
-
-def _atomic(write: Callable[[Path], None], path: Path) -> None:
-    """Write under a hidden temporary name (same extension) in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # -------------------------------------------------------------------------------------------- tables
@@ -154,25 +156,25 @@ def write_cityscapes(root: Path, seed: int, split: str, index: int, width: int, 
     sample, focal = render_with_focal(seed, split, index, width, height)
     prefix = sample_prefix(index)
     where = lambda kind: root / kind / split / SYNTH_CITY  # noqa: E731
-    _atomic(lambda p: Image.fromarray(sample.rgb).save(p), where("leftImg8bit") / f"{prefix}_leftImg8bit.png")
+    atomic_write(lambda p: Image.fromarray(sample.rgb).save(p), where("leftImg8bit") / f"{prefix}_leftImg8bit.png")
     if split == "test":
         return
     label_ids = label_id_of_train_id()[sample.semseg]
-    _atomic(lambda p: Image.fromarray(label_ids).save(p), where("gtFine") / f"{prefix}_gtFine_labelIds.png")
+    atomic_write(lambda p: Image.fromarray(label_ids).save(p), where("gtFine") / f"{prefix}_gtFine_labelIds.png")
     instance_ids = label_ids.astype(np.uint16)
-    _atomic(lambda p: Image.fromarray(instance_ids).save(p), where("gtFine") / f"{prefix}_gtFine_instanceIds.png")
+    atomic_write(lambda p: Image.fromarray(instance_ids).save(p), where("gtFine") / f"{prefix}_gtFine_instanceIds.png")
     codes = encode_disparity(sample.depth, CITYSCAPES_BASELINE_M, focal)
-    _atomic(lambda p: Image.fromarray(codes).save(p), where("disparity") / f"{prefix}_disparity.png")
+    atomic_write(lambda p: Image.fromarray(codes).save(p), where("disparity") / f"{prefix}_disparity.png")
     camera = {
         "extrinsic": {"baseline": CITYSCAPES_BASELINE_M},
         "intrinsic": {"fx": focal, "fy": focal, "u0": width / 2, "v0": height / 2},
     }
     text = json.dumps(camera, indent=4) + "\n"
-    _atomic(lambda p: p.write_text(text), where("camera") / f"{prefix}_camera.json")
+    atomic_write(lambda p: p.write_text(text), where("camera") / f"{prefix}_camera.json")
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    _atomic(lambda p: np.save(p, array), path)
+    atomic_write(lambda p: np.save(p, array), path)
 
 
 def write_cityscapes_npy(root: Path, seed: int, split: str, index: int, width: int, height: int) -> None:
