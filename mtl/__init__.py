@@ -1,3 +1,3 @@
-"""mtl: one network, two dense tasks (semantic segmentation + monocular depth) on driving scenes."""
+"""mtl: one network, several dense predictions (semantic segmentation, monocular depth, surface normals) from one image."""
 
 __version__ = "0.1.0"

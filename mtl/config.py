@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     bool_flag(run, "--progress_bar", True, "show a progress bar")
     run.add_argument("--log_every_n_steps", type=positive_int, default=10, help="training losses logged every N steps")
     run.add_argument(
-        "--logger", type=logger_list, default=("tensorboard",),
+        "--logger", type=logger_list, default="tensorboard",
         help="where scalars and pictures go besides metrics.csv: tensorboard, wandb or tensorboard,wandb",
     )
     run.add_argument("--wandb_project", default="mtl", help="Weights & Biases project (with --logger wandb)")

@@ -2,8 +2,9 @@
 # Weighting methods compared on the generated world: the joint model with three tasks (semseg, depth, normals),
 # each method with 2 seeds, against single-task baselines; then the table with Δm (docs/METHODS.md).
 #
-#   scripts/methods.sh                      # the CPU setting (about an hour on 2 cores)
+#   scripts/methods.sh                      # the CPU setting (about half an hour on 2 cores)
 #   METHODS_SCALE=gpu scripts/methods.sh    # a larger setting for a GPU
+#   METHODS_ON=parameters scripts/methods.sh   # gradient methods on the shared parameters (≈ 4× a step)
 #   METHODS_DIR=/tmp/m METHODS_TRAIN=16 METHODS_EPOCHS=1 METHODS_SEEDS=0 scripts/methods.sh   # a smoke run
 #
 # Finished runs are skipped and interrupted ones resumed, so the script can be run again after a stop.
@@ -11,13 +12,17 @@ set -euo pipefail
 
 SCALE="${METHODS_SCALE:-cpu}"
 case "$SCALE" in
-  cpu) TRAIN=160 VAL=40 WIDTH=256 HEIGHT=128 CROP=128 BATCH=8 EPOCHS=4 ENCODER=resnet18 EXTRA=() ;;
-  gpu) TRAIN=2000 VAL=250 WIDTH=512 HEIGHT=256 CROP=256 BATCH=16 EPOCHS=20 ENCODER=resnet34
+  cpu) TRAIN=160 VAL=40 WIDTH=256 HEIGHT=128 CROP=128 BATCH=8 EPOCHS=4 ENCODER=resnet18 ON=representation EXTRA=() ;;
+  gpu) TRAIN=2000 VAL=250 WIDTH=512 HEIGHT=256 CROP=256 BATCH=16 EPOCHS=20 ENCODER=resnet34 ON=auto
        EXTRA=(--accelerator gpu --precision bf16-mixed --channels_last true) ;;
   *) echo "METHODS_SCALE must be cpu or gpu, got $SCALE" >&2; exit 2 ;;
 esac
 TRAIN="${METHODS_TRAIN:-$TRAIN}"
 EPOCHS="${METHODS_EPOCHS:-$EPOCHS}"
+# Where gradient methods take the task gradients (docs/METHODS.md#parameters-or-representation): on the CPU the
+# shared representation, which costs about what fixed weighting costs; on the parameters a step with three
+# tasks costs about 4×. auto = each method's own default. Loss weightings ignore it.
+ON="${METHODS_ON:-$ON}"
 SEEDS="${METHODS_SEEDS:-0 1}"
 DIR="${METHODS_DIR:-$HOME/mtl_methods/$SCALE}"
 METHODS="${METHODS_LIST:-fixed uncertainty dwa rlw famo mgda graddrop pcgrad cagrad nash_mtl imtl}"
@@ -49,7 +54,7 @@ for seed in $SEEDS; do
     train "single_${task}_seed$seed" "${COMMON[@]}" --tasks "$task" --seed "$seed"
   done
   for method in $METHODS; do
-    train "${method}_seed$seed" "${COMMON[@]}" --tasks "$TASKS" --loss_weighting "$method" --seed "$seed"
+    train "${method}_seed$seed" "${COMMON[@]}" --tasks "$TASKS" --loss_weighting "$method" --weighting_on "$ON" --seed "$seed"
   done
 done
 mtl results "$RUNS" --sort name
