@@ -126,8 +126,9 @@ def test_resume_rules_refusals_and_longer_training(dataset: Path, tmp_path: Path
 
 
 def test_repeated_sigkills_then_resumes_match_an_uninterrupted_run(dataset: Path, tmp_path: Path) -> None:
-    """Killed three times inside the first epoch and once inside the second, resumed after each kill: the same
-    weights (bit for bit), metrics.csv rows and global step as a run that never stopped."""
+    """Killed three times in the first epoch (the last time right after its last batch, before validation) and
+    once inside the second, resumed after each kill: the same weights (bit for bit), metrics.csv rows and
+    global step as a run that never stopped."""
     flags = ["--dataset_root", str(dataset), "--num_epochs", "3", "--checkpoint_every_n_steps", "1",
              "--deterministic", "true", "--prepare_submission", "no", *BASE_FLAGS]
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
@@ -136,12 +137,14 @@ def test_repeated_sigkills_then_resumes_match_an_uninterrupted_run(dataset: Path
 
     killer = str(Path(__file__).with_name("kill_after_step.py"))
     last = interrupted / "checkpoints" / "last.ckpt"
-    for kill_step in (1, 2, 3, 6):  # 4 steps per epoch: epoch 0 three times, then epoch 1
+    # 4 steps per epoch. Step 4 ends epoch 0: its checkpoint is the epoch-end one, after validation, so the
+    # newest checkpoint at that kill is step 3's.
+    for kill_step, saved_step in ((1, 1), (2, 2), (4, 3), (6, 6)):
         resume = ["--resume", str(interrupted)] if last.exists() else []
         victim = subprocess.Popen([sys.executable, killer, str(kill_step), "--log_dir", str(interrupted), *resume,
                                    *flags], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert victim.wait(timeout=600) == -signal.SIGKILL, victim.stdout.read()
-        assert torch.load(last, weights_only=True)["global_step"] == kill_step
+        assert torch.load(last, weights_only=True)["global_step"] == saved_step
 
     resumed = mtl_subprocess("train", "--log_dir", str(interrupted), "--resume", str(interrupted), *flags)
     assert resumed.wait(timeout=600) == 0, resumed.stdout.read()

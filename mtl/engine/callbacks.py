@@ -3,8 +3,9 @@
 - ``AtomicCheckpointIO``: a checkpoint is written to a temporary file and renamed, so a crash or
   ``kill -9`` during a save never leaves a truncated ``last.ckpt`` behind.
 - ``LastCheckpoint``: ``last.ckpt`` before the first step of a new run (so a run that stops early, e.g. on
-  a NaN loss or a corrupt image, can still be resumed), every N optimiser steps, at every epoch end, and on
-  SIGTERM / SIGINT (a spot instance being reclaimed), after which training stops with ``TrainingInterrupted``.
+  a NaN loss or a corrupt image, can still be resumed), every N optimiser steps (except an epoch's last,
+  whose checkpoint is the epoch-end one, after validation), at every epoch end, and on SIGTERM / SIGINT (a
+  spot instance being reclaimed), after which training stops with ``TrainingInterrupted``.
 - ``CSVMetrics``: ``metrics.csv``. Lightning's CSVLogger appends on resume, which would repeat the
   rows logged between the last checkpoint and a crash; this logger records how many rows a checkpoint
   had and truncates to that on resume, so a resumed run's file equals an uninterrupted one's.
@@ -80,15 +81,21 @@ class LastCheckpoint(pl.Callback):
         self.on_train_end(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        step = trainer.global_step
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            # Lightning resumes a checkpoint taken after an epoch's last batch as if that epoch's validation had
+            # run, so such a checkpoint would lose it (and, with our sampler, the next epoch): the epoch-end
+            # checkpoint, after validation, takes its place, and a signal received now is answered there.
+            return
         if self._received_signal(trainer):
             self.save(trainer)
             raise TrainingInterrupted(self._signal or signal.SIGTERM, self.path)
-        if self.every_n_steps and step % self.every_n_steps == 0:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
             self.save(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.save(trainer)
+        if self._received_signal(trainer):
+            raise TrainingInterrupted(self._signal or signal.SIGTERM, self.path)
 
     def _received_signal(self, trainer: pl.Trainer) -> bool:
         """Any process's signal stops all of them (DDP processes must stop at the same step)."""
