@@ -2,7 +2,7 @@
 # Weighting methods compared on the generated world: the joint model with three tasks (semseg, depth, normals),
 # each method with 2 seeds, against single-task baselines; then the table with Δm (docs/METHODS.md).
 #
-#   scripts/methods.sh                      # the CPU setting (about half an hour on 2 cores)
+#   scripts/methods.sh                      # the CPU setting (28 runs, about 40 minutes on 2 idle cores)
 #   METHODS_SCALE=gpu scripts/methods.sh    # a larger setting for a GPU
 #   METHODS_ON=parameters scripts/methods.sh   # gradient methods on the shared parameters (≈ 4× a step)
 #   METHODS_DIR=/tmp/m METHODS_TRAIN=16 METHODS_EPOCHS=1 METHODS_SEEDS=0 scripts/methods.sh   # a smoke run
@@ -58,3 +58,5 @@ for seed in $SEEDS; do
   done
 done
 mtl results "$RUNS" --sort name
+# the table of docs/METHODS.md, with the Python that runs mtl
+"$(dirname "$(command -v mtl)")/python" "$(dirname "$0")/methods_table.py" "$RUNS" --out "$DIR/methods.md"

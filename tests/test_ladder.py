@@ -122,3 +122,28 @@ def test_ladder_script_dry_run_lists_every_step(tmp_path: Path) -> None:
     bad = subprocess.run(["bash", str(LADDER)], capture_output=True, text=True, timeout=60,
                          env={**env, "LADDER_TRAIN": "20"})
     assert bad.returncode == 2 and "multiple of 16" in bad.stderr
+
+
+def test_methods_table_means_the_seeds_of_each_method_with_delta_m(tmp_path: Path) -> None:
+    """scripts/methods_table.py (docs/METHODS.md): Δm per seed against the same seed's single-task runs, by hand."""
+    runs = tmp_path / "runs"
+
+    def row(miou: float = 0.0, accuracy: float = 0.0, mae: float = 0.0, rel: float = 0.0) -> dict[str, float]:
+        return {**scores(miou, 30.0), "metrics_task_semseg/pixel_accuracy": accuracy,
+                "metrics_task_depth/mae": mae, "metrics_task_depth/rel": rel}
+
+    for seed in (0, 1):
+        base = {"model_name": "deeplabv3p", "seed": seed, "loss_weighting": "fixed"}
+        write_run(runs / f"single_semseg_seed{seed}", {**base, "tasks": ["semseg"]}, [row(miou=40, accuracy=80)])
+        write_run(runs / f"single_depth_seed{seed}", {**base, "tasks": ["depth"]}, [row(mae=5, rel=0.5)])
+    both = {"model_name": "deeplabv3p", "loss_weighting": "fixed", "tasks": ["semseg", "depth"]}
+    # seed 0: mIoU +10 %, abs error −10 % → Δm = (10 + 0 + 10 + 0) / 4 = 5; seed 1: mIoU −10 % → −2.5
+    write_run(runs / "fixed_seed0", {**both, "seed": 0}, [row(miou=44, accuracy=80, mae=4.5, rel=0.5)])
+    write_run(runs / "fixed_seed1", {**both, "seed": 1}, [row(miou=36, accuracy=80, mae=5, rel=0.5)])
+
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "methods_table.py"), str(runs)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    fixed = next(line for line in done.stdout.splitlines() if line.startswith("| fixed |"))
+    assert "| 40.00 | 80.00 | 4.75 | 0.50 | 1.25 (5.00, -2.50) |" in fixed
+    assert "| single_semseg | — | 40.00 | 80.00 |  |  | 0 (baseline) |" in done.stdout
