@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from mtl.data.formats import write_depth, write_rgb, write_semseg
 
@@ -75,3 +76,23 @@ def val_split(root: str | Path, predictor, split: str = "val"):
 def tiny_dataset(tmp_path: Path) -> Path:
     """A fresh tiny dataset (4 train, 2 val, 2 test + test_gt) at 64×32."""
     return make_tiny_dataset(tmp_path / "data")
+
+
+def write_run(folder: Path, config: dict, epochs: list[dict[str, float]], event_times: tuple[float, ...] = ()) -> Path:
+    """config.yaml, the validation rows of metrics.csv (one per epoch) and optionally an event file whose
+    records carry ``event_times`` (the training time is last − first)."""
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    keys = sorted({k for row in epochs for k in row})
+    lines = ["step,epoch," + ",".join(keys)]
+    lines += [f"{2 * (e + 1)},{e}," + ",".join(str(row.get(k, "")) for k in keys) for e, row in enumerate(epochs)]
+    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+    if event_times:
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        with (folder / "events.out.tfevents.1.host.1.0").open("wb") as f:
+            writer = RecordWriter(f)
+            for step, wall_time in enumerate(event_times):
+                writer.write(Event(wall_time=wall_time, step=step).SerializeToString())
+    return folder

@@ -1,6 +1,7 @@
-"""scripts/ladder.sh and its table helper scripts/ladder_table.py (docs/LADDER.md), without training.
+"""scripts/ladder.sh and the table helpers scripts/ladder_table.py (docs/LADDER.md) and scripts/methods_table.py
+(docs/METHODS.md), without training.
 
-The table helper runs on hand-made run folders (config.yaml + metrics.csv, as tests/test_results.py builds
+The table helpers run on hand-made run folders (config.yaml + metrics.csv, conftest.write_run builds
 them, plus one TensorBoard event file for the training time); the shell script runs with LADDER_DRY=1,
 which prints its commands instead of running them."""
 
@@ -12,33 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import write_run
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = REPO / "scripts" / "ladder_table.py"
 LADDER = REPO / "scripts" / "ladder.sh"
-
-
-def write_run(folder: Path, config: dict, epochs: list[dict[str, float]], event_times: tuple[float, ...] = ()) -> Path:
-    """config.yaml, the validation rows of metrics.csv (one per epoch) and optionally an event file whose
-    records carry ``event_times`` (the training time is last − first)."""
-    folder.mkdir(parents=True)
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    keys = sorted({k for row in epochs for k in row})
-    lines = ["step,epoch," + ",".join(keys)]
-    lines += [f"{2 * (e + 1)},{e}," + ",".join(str(row.get(k, "")) for k in keys) for e, row in enumerate(epochs)]
-    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
-    if event_times:
-        from tensorboard.compat.proto.event_pb2 import Event
-        from tensorboard.summary.writer.record_writer import RecordWriter
-
-        with (folder / "events.out.tfevents.1.host.1.0").open("wb") as f:
-            writer = RecordWriter(f)
-            for step, wall_time in enumerate(event_times):
-                writer.write(Event(wall_time=wall_time, step=step).SerializeToString())
-    return folder
 
 
 def scores(miou: float, si: float) -> dict[str, float]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import FAST_TRAIN_FLAGS, make_tiny_dataset
+from conftest import FAST_TRAIN_FLAGS, make_tiny_dataset, write_run
 
 from mtl.cli.main import main
 from mtl.data.formats import write_depth
@@ -260,17 +260,6 @@ MULTI_CONFIG = {"model_name": "branched", "dataset": "miniscapes", "tasks": ["se
 
 def single_config(task: str, **changes) -> dict:
     return {**MULTI_CONFIG, "model_name": "deeplabv3p", "tasks": [task], **changes}
-
-
-def write_run(folder: Path, config: dict, epochs: list[dict[str, float]]) -> Path:
-    """A run made by hand: config.yaml and the validation rows of metrics.csv (one per epoch, steps 2, 4, …)."""
-    folder.mkdir(parents=True)
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    keys = sorted({k for row in epochs for k in row})
-    lines = ["step,epoch," + ",".join(keys)]
-    lines += [f"{2 * (e + 1)},{e}," + ",".join(str(row.get(k, "")) for k in keys) for e, row in enumerate(epochs)]
-    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
-    return folder
 
 
 def semseg_row(miou: float, accuracy: float, **scores: float) -> dict[str, float]:
