@@ -211,15 +211,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     hw = parser.add_argument_group("hardware")
-    hw.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda", "mps"], help="device type")
+    hw.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda"], help="device type")
     hw.add_argument("--devices", default="1", help="number of devices (or 'auto')")
+    hw.add_argument(
+        "--num_nodes", type=positive_int, default=1,
+        help="machines of a job launched with torchrun or srun, each running --devices processes (docs/TRAINING.md)",
+    )
     hw.add_argument(
         "--strategy", default="auto", choices=["auto", "ddp", "ddp_spawn"], help="ddp: one process per device"
     )
     hw.add_argument(
         "--precision", default="auto", choices=PRECISIONS,
         help="numeric precision; auto: bf16-mixed where the hardware has bf16 matrix units (CPUs with AMX or "
-        "AVX512-BF16, GPUs of compute capability ≥ 8), 16-mixed on older GPUs, 32 elsewhere (recorded in hardware.yaml)",
+        "AVX512-BF16, GPUs of compute capability ≥ 8), 16-mixed with a gradient scaler on older GPUs, 32 elsewhere; "
+        "the environment variable MTL_HARDWARE=avx2|avx512_bf16|amx|cuda_sm80|… chooses for other hardware than "
+        "the detected one (recorded in hardware.yaml)",
     )
     hw.add_argument(
         "--channels_last", type=auto_bool, nargs="?", const=True, default="auto", metavar="BOOL|auto",

@@ -1,7 +1,15 @@
-"""Shared fixtures: a tiny dataset in the MiniScapes layout, written through the project's format writers."""
+"""Shared fixtures: a tiny dataset in the MiniScapes layout, written through the project's format writers.
+
+The suite runs as on an AVX2 CPU without bf16 units (MTL_HARDWARE=avx2, inherited by every subprocess), so
+``--precision auto`` means fp32 and ``--accelerator auto`` the CPU on every machine, with or without bf16 units
+or a GPU: tests that compare numbers compare fp32 numbers. The other paths (bf16-mixed, 16-mixed with a
+gradient scaler) are run end to end by tests/test_precision_paths.py, which names the hardware itself, and
+tests/test_hardware.py checks what is detected without the override.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +17,15 @@ import pytest
 import yaml
 
 from mtl.data.formats import write_depth, write_rgb, write_semseg
+
+os.environ.setdefault("MTL_HARDWARE", "avx2")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one worker per core (pytest-xdist): one thread each (and in their subprocesses), so that
+    # the workers share the cores instead of oversubscribing them.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 SPLIT_ORDER = ("train", "val", "test")
 
@@ -63,6 +80,23 @@ def make_tiny_dataset(
                 write_semseg(gt_root / "semseg" / f"{i}.png", ids)
                 write_depth(gt_root / "depth" / f"{i}.png", depth, "invalidate")
     return root
+
+
+def train_in_process(*argv: str, threads: int = 1) -> None:
+    """`mtl train ARGV` in this process with ``threads`` torch threads: the numbers of a subprocess started with
+    OMP_NUM_THREADS=threads (a kill test's victim), without the seconds a new Python spends importing torch and
+    Lightning."""
+    import torch
+
+    from mtl.cli.main import main
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        code = main(["train", *argv])
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0, f"mtl train {' '.join(argv)} exited with {code}"
 
 
 def val_split(root: str | Path, predictor, split: str = "val"):

@@ -1,9 +1,12 @@
-"""A small, deterministic training run of the demo preset, and its recorded reference (tests/golden/).
+"""A small, deterministic fp32 training run of the demo preset, and its recorded references (tests/golden/).
 
-The reference was recorded with the code before the plug-in restructuring (commit 08a6c11):
+Float results depend on the CPU's vector units (oneDNN and ATen pick kernels by them), so a reference is bit-exact
+only on the kind of machine it was recorded on. ``demo_reference.json`` (an AVX2-only EPYC) was recorded with the
+code before the plug-in restructuring (commit 08a6c11):
     PYTHONPATH=<checkout of 08a6c11> python tests/golden_run.py record
-The dataset is written here directly, as codes (depth as disparity codes, not metres), so that it does not
-change when the file formats' encoders change.
+and the others with later code on other CPU kinds (``python tests/golden_run.py record`` on such a machine writes
+``demo_reference_<capability>_<units hash>.json``). The dataset is written here directly, as codes (depth as
+disparity codes, not metres), so that it does not change when the file formats' encoders change.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-REFERENCE = Path(__file__).with_name("golden") / "demo_reference.json"
+GOLDEN = Path(__file__).with_name("golden")
+ORIGINAL = GOLDEN / "demo_reference.json"  # recorded before the restructuring: every machine is compared with it
 # configs/demo.yaml as it was when the reference was recorded, at test size (ResNet-18, 64² crops, 1 process).
 FLAGS = [
     "--model_name", "deeplabv3p", "--model_encoder_name", "resnet18", "--optimizer", "adam",
@@ -29,6 +33,7 @@ FLAGS = [
     "--depth_unit", "log", "--loss_depth", "l1", "--workers", "0", "--workers_validation", "0",
     "--checkpoint_every_n_steps", "3", "--num_steps_visualization_first", "1", "--observe_valid_ids", "0,1",
     "--log_every_n_steps", "1", "--depth_stats", "auto", "--deterministic", "true", "--precision", "32",
+    "--channels_last", "false", "--accelerator", "cpu",  # what auto chose on the CPU that recorded the reference
     "--progress_bar", "false", "--prepare_submission", "false", "--seed", "3",
 ]
 
@@ -54,12 +59,20 @@ def write_dataset(root: Path) -> Path:
     return root
 
 
+RECORDED_THREADS = 2  # the references were recorded on 2-core machines; the thread count changes float sums too
+
+
 def train(workdir: Path) -> Path:
     from mtl.cli.main import main
 
     data = write_dataset(workdir / "data")
     run = workdir / "run"
-    assert main(["train", "--dataset_root", str(data), "--log_dir", str(run), *FLAGS]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(RECORDED_THREADS)
+    try:
+        assert main(["train", "--dataset_root", str(data), "--log_dir", str(run), *FLAGS]) == 0
+    finally:
+        torch.set_num_threads(threads)
     return run
 
 
@@ -84,12 +97,25 @@ def summarise(run: Path) -> dict:
         "rows": rows,
         "sha256": {k: hashlib.sha256(v.numpy().tobytes()).hexdigest() for k, v in weights(run).items()},
         "sums": {k: float(v.double().sum()) for k, v in weights(run).items()},
+        "abs_sums": {k: float(v.double().abs().sum()) for k, v in weights(run).items()},
     }
+
+
+def references() -> list[dict]:
+    """Every recorded reference, the original first."""
+    paths = [ORIGINAL, *sorted(p for p in GOLDEN.glob("demo_reference_*.json"))]
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def reference_path(machine: dict[str, str]) -> Path:
+    units = hashlib.sha256(machine["units"].encode()).hexdigest()[:8]
+    return GOLDEN / f"demo_reference_{machine['cpu_capability'].lower()}_{units}.json"
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["record"]:
     with tempfile.TemporaryDirectory() as tmp:
         summary = summarise(train(Path(tmp)))
-    REFERENCE.parent.mkdir(exist_ok=True)
-    REFERENCE.write_text(json.dumps(summary, indent=1) + "\n")
-    print(f"wrote {REFERENCE}: {len(summary['rows'])} rows, {len(summary['sha256'])} tensors, {summary['machine']}")
+    path = ORIGINAL if not ORIGINAL.exists() else reference_path(summary["machine"])
+    GOLDEN.mkdir(exist_ok=True)
+    path.write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"wrote {path}: {len(summary['rows'])} rows, {len(summary['sha256'])} tensors, {summary['machine']}")

@@ -211,10 +211,17 @@ def test_a_task_and_a_dataset_defined_outside_the_package_train_and_validate(plu
     assert np.load(out / "toy_brightness" / "1.npy").shape == (32, 48)
 
 
-def test_a_gradient_method_defined_outside_the_package_trains(plugins, tiny_dataset: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision", ["32", "16-mixed"])
+def test_a_gradient_method_defined_outside_the_package_trains(
+    plugins, tiny_dataset: Path, tmp_path: Path, precision: str
+) -> None:
+    """Its arithmetic is fp32 even when the network runs in half precision: the trainer calls it outside autocast
+    (under fp16 autocast the projections' dot products would be fp16, and differ from the same formula computed
+    here)."""
     run = tmp_path / "run"
     ToyPCGrad.steps = 0
-    flags = [*FAST_TRAIN_FLAGS, "--loss_weighting", "toy_pcgrad", "--num_epochs", "1", "--prepare_submission", "no"]
+    flags = [*FAST_TRAIN_FLAGS, "--loss_weighting", "toy_pcgrad", "--num_epochs", "1", "--prepare_submission", "no",
+             "--precision", precision]
     assert main(["train", "--dataset_root", str(tiny_dataset), "--log_dir", str(run), *flags]) == 0
     assert ToyPCGrad.steps == 2  # 4 training samples, batch 2
     flat, combined = ToyPCGrad.last

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -15,6 +16,7 @@ import yaml
 from conftest import FAST_TRAIN_FLAGS, make_tiny_dataset
 
 from mtl.cli.main import main
+from mtl.hardware import choose
 
 pytestmark = pytest.mark.slow
 
@@ -127,8 +129,11 @@ def test_resuming_a_finished_run_has_nothing_to_do_and_stale_temporaries_go(data
     assert not stale.exists()
     assert sorted(p.name for p in run.glob("events.out.tfevents.*")) == events  # no new event file, no prediction
     recorded = yaml.safe_load((run / "hardware.yaml").read_text())  # what --precision auto chose, and why
-    assert recorded["precision"] in ("32", "bf16-mixed") and recorded["precision"] == ("bf16-mixed" if recorded["bf16_units"] else "32")
-    assert {"cpu", "cpu_units", "torch", "device", "channels_last"} <= set(recorded)
+    chosen = choose("auto", "auto", "auto")  # for the hardware MTL_HARDWARE names (conftest: avx2 unless set)
+    assert (recorded["precision"], recorded["hardware"], recorded["hardware_overridden"]) == (
+        chosen.precision, os.environ["MTL_HARDWARE"], True
+    )
+    assert {"cpu", "cpu_units", "torch", "device", "channels_last", "hardware_detected", "reason"} <= set(recorded)
 
 
 def test_submission_packs_the_best_weights_only(dataset: Path, tmp_path: Path, capsys) -> None:
@@ -170,3 +175,21 @@ def test_weights_and_biases_offline_gets_the_scalars_and_pictures(dataset: Path,
 
         csv_grader = [float(r["metrics_summary/grader"]) for r in csv.DictReader(f) if r.get("metrics_summary/grader")]
     assert grader == pytest.approx(csv_grader)
+
+
+def test_histograms_of_nothing_finite_are_left_out_instead_of_stopping_the_run(tmp_path: Path) -> None:
+    from pytorch_lightning.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mtl.engine.loggers import add_histogram
+
+    logger = TensorBoardLogger(str(tmp_path), name="", version="")
+    add_histogram([logger], "empty", torch.empty(0), 0)  # TensorBoard itself raises on both
+    add_histogram([logger], "diverged", torch.full((4,), float("nan")), 0)
+    add_histogram([logger], "some", torch.tensor([1.0, float("inf"), 3.0, float("nan")]), 0)
+    logger.experiment.flush()
+    events = EventAccumulator(str(tmp_path), size_guidance={"histograms": 0})
+    events.Reload()
+    assert events.Tags()["histograms"] == ["some"]
+    histogram = events.Histograms("some")[0].histogram_value
+    assert (histogram.num, histogram.min, histogram.max) == (2, 1.0, 3.0)

@@ -48,7 +48,14 @@ def checkpoint(dataset: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def module(checkpoint: Path) -> torch.nn.Module:
+    """As `mtl predict` loads it (--precision auto: what the hardware calls for)."""
     return load_predictor(checkpoint)
+
+
+@pytest.fixture(scope="module")
+def fp32_module(checkpoint: Path) -> torch.nn.Module:
+    """In fp32, the precision of the hand computations below (the others: tests/test_precision_paths.py)."""
+    return load_predictor(checkpoint, precision="32")
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +144,8 @@ def test_tta_with_scale_one_and_no_flip_equals_plain_prediction(module: torch.nn
     assert torch.equal(tta["depth"], plain["depth"])
 
 
-def test_tta_averages_probabilities_and_metres_over_flips_and_scales(module: torch.nn.Module, images: Path) -> None:
+def test_tta_averages_probabilities_and_metres_over_flips_and_scales(fp32_module: torch.nn.Module, images: Path) -> None:
+    module = fp32_module
     rgb = rgb_tensor(images / "odd.png")
     size = (45, 70)
     probs, metres = [], []

@@ -143,6 +143,25 @@ def test_only_differing_experiment_keys_become_columns(
     assert "optimizer_lr" not in csv_rows(one)[0]
 
 
+def test_precision_used_and_machine_are_shown_for_every_run(loaded: list[Run], runs_dir: Path, tmp_path: Path) -> None:
+    rows = {r["name"]: r for r in table(loaded)}
+    recorded = yaml.safe_load((runs_dir / "lr0.01" / "hardware.yaml").read_text())
+    assert load_run(runs_dir / "lr0.01").config["precision"] == "auto"  # the flag; the column says what auto chose
+    for name in ("lr0.01", "lr0.001"):
+        assert rows[name]["precision"] == recorded["precision"] != "auto"
+        assert rows[name]["hardware"] == f"{recorded['cpu']} ({recorded['hardware_detected']})"
+    assert rows["sweep/crashed"]["precision"] == rows["sweep/crashed"]["hardware"] == ""  # no record: empty
+    # Two runs of one configuration from two machines: told apart by these columns, not hidden as equal.
+    copies = tmp_path / "runs"
+    for name, record in (("zen4", {"cpu": "AMD EPYC", "hardware_detected": "avx512_bf16", "precision": "bf16-mixed"}),
+                         ("h200", {"cpu": "AMD EPYC", "gpu": "NVIDIA H200", "precision": "bf16-mixed"})):
+        shutil.copytree(runs_dir / "lr0.01", copies / name, ignore=shutil.ignore_patterns("*.ckpt"))
+        (copies / name / "hardware.yaml").write_text(yaml.safe_dump(record))
+    rows = {r["name"]: r for r in table(load_runs(copies)[0])}
+    assert (rows["zen4"]["precision"], rows["zen4"]["hardware"]) == ("bf16-mixed", "AMD EPYC (avx512_bf16)")
+    assert (rows["h200"]["precision"], rows["h200"]["hardware"]) == ("bf16-mixed", "NVIDIA H200")
+
+
 def test_crashed_run_has_empty_scores_and_comes_last(loaded: list[Run]) -> None:
     for sort in ("grader", "miou", "si_log_rmse"):
         rows = table(loaded, sort)
@@ -169,21 +188,23 @@ def test_sort_orders(loaded: list[Run]) -> None:
 
 def test_markdown_and_latex(runs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     markdown = results(runs_dir, "--format", "markdown", capsys=capsys).splitlines()
-    assert markdown[0].startswith("| name | model | optimizer_lr | best epoch | epochs | grader | mIoU | SI-logRMSE")
-    assert markdown[1].startswith("|:---|:---|:---|---:|")
+    assert markdown[0].startswith(
+        "| name | model | optimizer_lr | precision | hardware | best epoch | epochs | grader | mIoU | SI-logRMSE"
+    )
+    assert markdown[1].startswith("|:---|:---|:---|:---|:---|---:|")
     assert len(markdown) == 2 + 3
     assert all(line.count("|") == markdown[0].count("|") for line in markdown)
 
     out = tmp_path / "table.tex"
     assert main(["results", str(runs_dir), "--format", "latex", "--sort", "name", "--out", str(out)]) == 0
     latex = out.read_text().splitlines()
-    assert latex[1] == r"\begin{tabular}{lllrrrrrrr}"  # name, model, optimizer_lr, then 7 numeric columns
+    assert latex[1] == r"\begin{tabular}{lllllrrrrrrr}"  # name, model, optimizer_lr, precision, hardware, 7 numeric
     assert latex.count(r"\toprule") == latex.count(r"\midrule") == latex.count(r"\bottomrule") == 1
     assert latex[-1] == r"\end{tabular}"
     body = latex[latex.index(r"\midrule") + 1 : latex.index(r"\bottomrule")]
     assert [line.split(" & ")[0] for line in body] == ["lr0.001", "lr0.01", "sweep/crashed"]
     assert r"optimizer\_lr" in latex[3]
-    assert all(line.endswith(r" \\") and line.count(" & ") == 9 for line in body)
+    assert all(line.endswith(r" \\") and line.count(" & ") == 11 for line in body)
 
 
 def test_unreadable_inputs_are_named(runs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

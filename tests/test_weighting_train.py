@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST_TRAIN_FLAGS, make_tiny_dataset
+from conftest import FAST_TRAIN_FLAGS, make_tiny_dataset, train_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,13 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_dataset(tmp_path_factory.mktemp("weighting") / "data", {"train": 8, "val": 2, "test": 2}, 64, 64)
 
 
-def train(*args: str) -> subprocess.CompletedProcess:
+def train(*args: str) -> None:
+    """In this process, with the victims' one thread (their ENV): the same numbers, without a new interpreter."""
+    train_in_process(*args, threads=int(ENV["OMP_NUM_THREADS"]))
+
+
+def train_subprocess(*args: str) -> subprocess.CompletedProcess:
+    """A new interpreter, for Lightning's DDP launcher (it starts its processes from the command line)."""
     done = subprocess.run([sys.executable, "-m", "mtl.cli.main", "train", *args], env=ENV, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -139,7 +145,7 @@ def test_gradient_method_under_lightning_ddp(dataset: Path, tmp_path: Path, meth
     """Two CPU processes: the per-task gradients are averaged by the method (DDP's reducer never sees them in
     parameter mode; in representation mode it averages the one backward pass), and the processes stay in step."""
     run = tmp_path / "ddp"
-    train("--dataset_root", str(dataset), "--log_dir", str(run), "--num_epochs", "1", "--devices", "2",
+    train_subprocess("--dataset_root", str(dataset), "--log_dir", str(run), "--num_epochs", "1", "--devices", "2",
           "--strategy", "ddp", "--loss_weighting", method, "--weighting_on", on, *BASE)
     rows = training_rows(run)
     assert [r["step"] for r in rows] == ["0", "1"]  # 8 samples over 2 processes, batch 2 each

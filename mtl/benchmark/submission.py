@@ -9,9 +9,8 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-import torch
-
 from mtl.datasets import build_dataset
+from mtl.hardware import default_device
 from mtl.inference.predict import predict_dataset_split
 from mtl.inference.predictor import checkpoint_flags, load_predictor
 
@@ -37,8 +36,8 @@ def make_submission(log_dir: Path, dataset_root: Path, batch_size: int, device: 
     """Predict the test split with the run's best checkpoint (last if no validation ran) and pack it."""
     checkpoints = log_dir / "checkpoints"
     ckpt = checkpoints / "best.ckpt" if (checkpoints / "best.ckpt").is_file() else checkpoints / "last.ckpt"
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    predictor = load_predictor(ckpt)
+    device = device or default_device()
+    predictor = load_predictor(ckpt, device)
     flags = checkpoint_flags(ckpt)
     flags.dataset_root = str(dataset_root)
     predict_dataset_split(predictor, build_dataset(flags), "test", log_dir / "predictions", batch_size, device)

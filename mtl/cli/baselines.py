@@ -50,8 +50,8 @@ def plan(train_flags: list[str], runs_dir: str | Path, name: str) -> list[tuple[
     given = [flag for flag in _OWN_FLAGS if flag != "tasks" and getattr(base, flag) is not None]
     if given:
         raise FlagsRefused(f"--{given[0]} is set by `mtl baselines` (runs go to <runs-dir>/<name>/single_<task>); remove it")
-    if base.devices != "1" or base.strategy != "auto":
-        raise FlagsRefused("each baseline trains in this process on one device: drop --devices/--strategy")
+    if base.devices != "1" or base.num_nodes != 1 or base.strategy != "auto":
+        raise FlagsRefused("each baseline trains in this process on one device: drop --devices/--num_nodes/--strategy")
     runs = []
     for task in base.tasks:
         log_dir = baseline_dir(runs_dir, name, task)

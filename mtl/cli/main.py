@@ -16,6 +16,7 @@ import sys
 import mtl
 import mtl.cli
 from mtl.flags import Parser, unrecognized
+from mtl.hardware import HardwareError, overridden_kind
 
 
 def build_parser() -> Parser:
@@ -37,6 +38,11 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:  # every command that computes reads it; a wrong value is refused before any work
+        overridden_kind()
+    except HardwareError as exc:
+        print(f"mtl: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _subparser(parser, argv[0]) if argv and not argv[0].startswith("-") else None

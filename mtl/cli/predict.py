@@ -43,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--tta_scales", type=float_list, default=None, help=f"input scales for --tta (default {DEFAULT_TTA_SCALES})"
     )
     parser.add_argument("--tta_flip", type=str2bool, default=None, help="add horizontal flips for --tta (default true)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available)")
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available, unless MTL_HARDWARE names a CPU)"
+    )
     parser.add_argument("--batch_size", type=positive_int, default=4, help="images per forward pass (default 4)")
     parser.set_defaults(func=_predict)
 
@@ -57,17 +59,16 @@ def _predict(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    import torch
-
     from mtl.data.formats import DataFormatError
     from mtl.datasets import DATASETS, build_dataset
     from mtl.errors import one_line
+    from mtl.hardware import default_device
     from mtl.inference.images import list_images
     from mtl.inference.predict import predict_dataset_split, predict_images
     from mtl.inference.predictor import checkpoint_flags, load_predictor
     from mtl.inference.tta import TestTimeAugmentation
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device or default_device()
     out = Path(args.out)
     try:
         predictor = load_predictor(args.checkpoint, device)

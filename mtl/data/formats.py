@@ -20,6 +20,8 @@ SPEC §2 states ε = 1e-6, which suffices for depths held in float64 but not for
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -68,6 +70,18 @@ def decode_depth(codes: np.ndarray) -> np.ndarray:
         raise ValueError(f"depth codes must be uint8, got {v.dtype}")
     z = 1.0 / ((DMAX - DMIN) * (v.astype(np.float64) - 1.0) / 254.0 + DMIN)
     return np.where(v == 0, np.nan, z).astype(np.float32)
+
+
+def atomic_write(write: Callable[[Path], None], path: Path) -> None:
+    """Write to a hidden temporary file in the same folder (created), then rename: a crash never leaves a
+    half-written file under its final name, and a reader never sees one. The temporary keeps the extension so PIL picks the format."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def open_image(path: Path) -> Image.Image:

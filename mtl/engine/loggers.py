@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 from mtl.config import plain_values
 from mtl.errors import RunSetupError
@@ -29,7 +30,7 @@ def make_loggers(cfg: argparse.Namespace, log_dir: Path, purge_step: int | None)
         loggers.append(
             TensorBoardLogger(save_dir=str(log_dir), name="", version="", default_hp_metric=False, purge_step=purge_step)
         )
-    if "wandb" in cfg.logger:
+    if "wandb" in cfg.logger and rank_zero_only.rank == 0:  # one W&B run per job, not one per process
         loggers.append(_wandb(cfg, log_dir))
     return loggers
 
@@ -86,6 +87,13 @@ def add_image(loggers: Sequence[Logger], tag: str, picture: np.ndarray, step: in
 
 
 def add_histogram(loggers: Sequence[Logger], tag: str, values: Any, step: int) -> None:
+    """The finite values to every logger that shows histograms. None left (observed samples without valid depth,
+    or a diverged model's NaN predictions, which the validation metrics report) is no histogram: TensorBoard
+    would raise and stop the run."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.experiment.add_histogram(tag, values, step)

@@ -83,7 +83,10 @@ class MultiTaskModule(pl.LightningModule):
         return self.predictor(rgb)
 
     def task_losses(self, outputs: dict[str, Any], batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {name: task.loss(outputs[name], batch[name]) for name, task in self.tasks.items()}
+        """Each task's loss, outside autocast: whatever precision the network ran in (bf16, fp16), losses are fp32
+        arithmetic (under autocast even a float32 matmul would run in half precision)."""
+        with torch.autocast(self.device.type, enabled=False):
+            return {name: task.loss(outputs[name], batch[name]) for name, task in self.tasks.items()}
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """The parameters every task's loss reaches (the encoder); a model may say which, else all are."""
@@ -105,7 +108,8 @@ class MultiTaskModule(pl.LightningModule):
             parameters=[p for p in self.predictor.parameters() if p.requires_grad], representation=representation,
             micro_batches=size, last=last, epoch=self.current_epoch, loss_scale=self.loss_scale(),
         )
-        total = self.weighting.backward(losses, self.shared_parameters(), self.manual_backward, context)
+        with torch.autocast(self.device.type, enabled=False):  # a method combines in fp32, as the losses are
+            total = self.weighting.backward(losses, self.shared_parameters(), self.manual_backward, context)
         if not torch.isfinite(total):
             parts = ", ".join(f"{t}={v.item():.4g}" for t, v in losses.items())
             raise NonFiniteLoss(f"loss_train/total is {total.item()} at epoch {self.current_epoch}, step {step} ({parts})")
@@ -137,7 +141,13 @@ class MultiTaskModule(pl.LightningModule):
     def loss_scale(self) -> float:
         """The GradScaler's current factor under 16-mixed precision (gradient methods divide it out), else 1."""
         scaler = getattr(self.trainer.precision_plugin, "scaler", None) if self._trainer is not None else None
-        return float(scaler.get_scale()) if scaler is not None else 1.0
+        if scaler is None:
+            return 1.0
+        # The scaler creates its scale on its first scale() call. A gradient method on the parameters writes .grad
+        # itself (already multiplied by this factor) and never calls backward(), so without this the optimiser
+        # step's unscale_ finds no scale and stops the run.
+        scaler.scale(torch.zeros((), device=self.device))
+        return float(scaler.get_scale())
 
     def losses_after_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """The same batch's losses with the updated weights (FAMO): no gradient, normalisation statistics kept."""

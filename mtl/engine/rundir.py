@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from mtl.config import code_root, experiment_items, plain_values
+from mtl.data.formats import atomic_write
 
 
 class ResumeRefused(RuntimeError):
@@ -44,7 +45,8 @@ def write_source_zip(log_dir: Path, cfg: argparse.Namespace) -> None:
 def write_config(log_dir: Path, cfg: argparse.Namespace) -> None:
     """Every flag value, so that `mtl train --resume RUN_DIR` and `mtl test` can rebuild the run."""
     values = {k: v for k, v in plain_values(cfg).items() if k not in ("resume", "config")}
-    (log_dir / "config.yaml").write_text(yaml.safe_dump(values, sort_keys=True))
+    # Atomic: the other processes of a job started by torchrun or srun read it while rank 0 writes it.
+    atomic_write(lambda path: path.write_text(yaml.safe_dump(values, sort_keys=True)), log_dir / "config.yaml")
 
 
 def _parse_cmd(text: str) -> dict[str, str]:

@@ -22,6 +22,8 @@ import pytorch_lightning as pl
 import torch
 import yaml
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins.environments import ClusterEnvironment, SLURMEnvironment, TorchElasticEnvironment
+from pytorch_lightning.plugins.precision import MixedPrecision
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from mtl.config import plain_values
@@ -36,7 +38,7 @@ from mtl.engine.pictures import Pictures
 from mtl.inference.checkpoint import CheckpointError, read_checkpoint
 from mtl.inference.predictor import Predictor
 from mtl.errors import RunSetupError
-from mtl.hardware import resolve
+from mtl.hardware import Choice, autocast_dtype, choose, machine_label
 from mtl.tasks import TASKS
 from mtl.weighting import build_weighting
 
@@ -47,9 +49,53 @@ class NothingToDo(RuntimeError):
     """`--resume` of a run that already finished every epoch it was asked for."""
 
 
+def external_launcher() -> ClusterEnvironment | None:
+    """The environment of a job whose processes torchrun or srun started (each runs `mtl train`, Lightning starts
+    none), detected as the Trainer will detect it (torchrun first: it may run inside a SLURM job); else None."""
+    if TorchElasticEnvironment.detect():
+        return TorchElasticEnvironment()
+    if SLURMEnvironment.detect():
+        try:
+            return SLURMEnvironment()
+        except RuntimeError as exc:  # e.g. --ntasks without --ntasks-per-node
+            raise RunSetupError(str(exc)) from exc
+    return None
+
+
 def is_launcher_process() -> bool:
-    """False in the extra processes that Lightning's DDP launcher starts (they must not set up the run)."""
+    """True in the one process of a job that sets up the run directory and packs the submission: global rank 0.
+    Under torchrun or srun, the rank their environment gives (as the Trainer will read it; ``rank_zero_only.rank``
+    is fixed at import); the processes Lightning's own launcher starts have a LOCAL_RANK."""
+    external = external_launcher()
+    if external is not None:
+        return external.global_rank() == 0
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def check_launch(cfg: argparse.Namespace) -> None:
+    """Several machines need a launcher on each (torchrun or srun); the processes it starts cannot inherit the run
+    directory from rank 0, and a default name holds the start time: they must be given it. One-line errors."""
+    external = external_launcher()
+    if external is None:
+        if cfg.num_nodes > 1:
+            raise RunSetupError(
+                f"--num_nodes {cfg.num_nodes}: start mtl train on every machine with torchrun or srun "
+                "(docs/TRAINING.md, Many machines)"
+            )
+        return
+    processes = external.world_size()
+    if processes > 1 and cfg.log_dir is None and cfg.resume is None:
+        raise RunSetupError(
+            "--log_dir is required under torchrun or srun: every process must name the same run directory, "
+            "on a filesystem all machines share"
+        )
+    if cfg.strategy == "ddp_spawn":
+        raise RunSetupError("--strategy ddp_spawn starts processes of its own; under torchrun or srun use ddp")
+    if cfg.devices != "auto" and int(cfg.devices) * cfg.num_nodes != processes:
+        raise RunSetupError(
+            f"--devices {cfg.devices} × --num_nodes {cfg.num_nodes} must equal the {processes} processes of the job "
+            "(--devices: processes per machine, --num_nodes: machines)"
+        )
 
 
 def remove_stale_temporaries(log_dir: Path) -> None:
@@ -61,13 +107,15 @@ def remove_stale_temporaries(log_dir: Path) -> None:
 def prepare_run_dir(cfg: argparse.Namespace) -> tuple[Path, Path | None, bool]:
     """Create a new run directory, or check that a resumed one may continue.
     Returns (log_dir, checkpoint to resume from, whether this call created the directory)."""
+    check_launch(cfg)
     ckpt = None
     if cfg.resume is not None:
         log_dir, ckpt = rundir.resolve_resume(cfg.resume)
         if cfg.log_dir is not None and Path(cfg.log_dir).resolve() != log_dir.resolve():
             raise RunSetupError(f"--log_dir {cfg.log_dir} differs from the resumed run {log_dir}")
     elif not is_launcher_process():
-        log_dir = Path(os.environ[RUN_DIR_ENV])
+        # Lightning's launcher hands its processes the run directory; torchrun's and srun's have --log_dir.
+        log_dir = Path(cfg.log_dir) if cfg.log_dir else Path(os.environ[RUN_DIR_ENV])
     else:
         name = cfg.name or f"{time.strftime('%Y%m%d-%H%M%S')}_{cfg.model_name}"
         log_dir = Path(cfg.log_dir) if cfg.log_dir else Path("runs") / name
@@ -82,6 +130,12 @@ def prepare_run_dir(cfg: argparse.Namespace) -> tuple[Path, Path | None, bool]:
         if cfg.num_epochs < recorded.get("num_epochs", cfg.num_epochs):
             raise RunSetupError(f"--num_epochs may only grow when resuming (run has {recorded['num_epochs']})")
     else:
+        if (log_dir / "source.zip").exists() and not (log_dir / "checkpoints" / "last.ckpt").exists():
+            # No cleanup runs in a process killed while it waits for the others (a job whose other machine failed).
+            raise FileExistsError(
+                f"{log_dir} holds a run that stopped before its first step (no checkpoint): delete it to start again, "
+                "or choose another --log_dir"
+            )
         if (log_dir / "source.zip").exists():
             raise FileExistsError(f"{log_dir} already holds a run; pass --resume {log_dir} or choose another --log_dir")
         created = not log_dir.exists() or not any(log_dir.iterdir())
@@ -106,7 +160,7 @@ def resume_state(ckpt: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def build_trainer(
-    cfg: argparse.Namespace, log_dir: Path, loggers: list[Any], callbacks: Sequence[pl.Callback], precision: str
+    cfg: argparse.Namespace, log_dir: Path, loggers: list[Any], callbacks: Sequence[pl.Callback], choice: Choice
 ) -> pl.Trainer:
     # best.ckpt holds the weights and the run's flags only: it is what predictions and submissions use.
     best = ModelCheckpoint(
@@ -121,22 +175,32 @@ def build_trainer(
     )
     return pl.Trainer(
         default_root_dir=str(log_dir),
-        accelerator=cfg.accelerator,
+        accelerator=choice.device,
         devices=cfg.devices if cfg.devices == "auto" else int(cfg.devices),
+        num_nodes=cfg.num_nodes,
         strategy=cfg.strategy,
-        precision=precision,
+        **precision_arguments(choice, [AtomicCheckpointIO()]),
         max_epochs=cfg.num_epochs,
         logger=loggers,
         callbacks=[*callbacks, best],
-        plugins=[AtomicCheckpointIO()],
         enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         use_distributed_sampler=False,  # our samplers shard themselves (see mtl.engine.data)
         deterministic=cfg.deterministic,
-        benchmark=torch.cuda.is_available() and not cfg.deterministic,
+        benchmark=choice.device == "cuda" and not cfg.deterministic,
         log_every_n_steps=1,  # only the progress bar's loss goes through Lightning's logging; see MultiTaskModule
     )
+
+
+def precision_arguments(choice: Choice, plugins: list[Any]) -> dict[str, Any]:
+    """The Trainer's precision: a flag for fp32, Lightning's MixedPrecision plugin for bf16/fp16 autocast.
+    The plugin is built here because Lightning turns the ``16-mixed`` flag into bf16 on a CPU, while a choice of
+    16-mixed (an older GPU, or MTL_HARDWARE naming one) must train in fp16 with a gradient scaler wherever it runs."""
+    if autocast_dtype(choice.precision) is None:
+        return {"precision": choice.precision, "plugins": plugins}
+    scaler = torch.amp.GradScaler(choice.device) if choice.grad_scaler else None
+    return {"plugins": [*plugins, MixedPrecision(choice.precision, choice.device, scaler)]}
 
 
 @contextlib.contextmanager
@@ -158,6 +222,9 @@ def quiet_lightning() -> Iterator[None]:
             # Validation metrics are reduced by the module itself (validation_scalars).
             warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
             warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")  # benchmarks time training alone
+            # Under 16-mixed the gradient scaler skips the optimiser step of a batch with overflowing gradients (the
+            # first few while it finds its scale); the schedule still advances, as it should.
+            warnings.filterwarnings("ignore", message=r".*lr_scheduler\.step\(\)` before `optimizer\.step\(\)`.*")
             yield
     finally:
         logger.setLevel(level)
@@ -165,10 +232,13 @@ def quiet_lightning() -> Iterator[None]:
 
 def run_training(cfg: argparse.Namespace, extra_callbacks: Sequence[pl.Callback] = ()) -> Path:
     """Train (or continue) one run; returns the run directory. ``extra_callbacks``: e.g. a tuner's pruning hook."""
+    choice = choose(cfg.precision, cfg.channels_last, cfg.accelerator)
+    if is_launcher_process():  # the first line of a run says what it computes in, and why
+        print(f"mtl train: {choice.reason} [{machine_label(choice.record())}]", flush=True)
     log_dir, ckpt, created = prepare_run_dir(cfg)
     try:
         with quiet_lightning():
-            return _train(cfg, log_dir, ckpt, extra_callbacks)
+            return _train(cfg, log_dir, ckpt, choice, extra_callbacks)
     except BaseException:
         # A new run that stopped before its first checkpoint leaves nothing behind to confuse a rerun.
         if created and is_launcher_process() and not (log_dir / "checkpoints" / "last.ckpt").exists():
@@ -176,7 +246,9 @@ def run_training(cfg: argparse.Namespace, extra_callbacks: Sequence[pl.Callback]
         raise
 
 
-def _train(cfg: argparse.Namespace, log_dir: Path, ckpt: Path | None, extra_callbacks: Sequence[pl.Callback]) -> Path:
+def _train(
+    cfg: argparse.Namespace, log_dir: Path, ckpt: Path | None, choice: Choice, extra_callbacks: Sequence[pl.Callback]
+) -> Path:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
@@ -192,10 +264,9 @@ def _train(cfg: argparse.Namespace, log_dir: Path, ckpt: Path | None, extra_call
     else:
         states = {name: TASKS[name].prepare(cfg, layout) for name in cfg.tasks}
         position = None
-    precision, _, hardware = resolve(cfg)
     if is_launcher_process():
-        (log_dir / "hardware.yaml").write_text(yaml.safe_dump(hardware, sort_keys=False))
-    predictor = Predictor.from_flags(cfg, states, hardware["device"])
+        (log_dir / "hardware.yaml").write_text(yaml.safe_dump(choice.record(), sort_keys=False))
+    predictor = Predictor.from_flags(cfg, states, choice.device)
     datamodule = TrainingData(cfg, layout, predictor.tasks)
     if position is not None:
         datamodule.pending_resume = (position["epoch"], position["batches_done"])
@@ -212,7 +283,7 @@ def _train(cfg: argparse.Namespace, log_dir: Path, ckpt: Path | None, extra_call
         cfg.observe_valid_ids,
     )
     callbacks = [ResumeState(csv_logger, position), last, pictures, *extra_callbacks]
-    trainer = build_trainer(cfg, log_dir, [*loggers, csv_logger], callbacks, precision)
+    trainer = build_trainer(cfg, log_dir, [*loggers, csv_logger], callbacks, choice)
     module = MultiTaskModule(
         predictor,
         build_weighting(cfg, cfg.tasks),

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from mtl.config import recorded_flags
 from mtl.data.transforms import normalize_rgb
 from mtl.datasets import DATASETS
-from mtl.hardware import autocast_dtype, choose_channels_last, choose_precision
+from mtl.hardware import autocast_dtype, choose
 from mtl.inference.checkpoint import CheckpointError, read_checkpoint
 from mtl.models import build_model, model_options
 from mtl.tasks import Task, build_tasks, final
@@ -43,12 +43,11 @@ class Predictor(nn.Module):
         cls, flags: argparse.Namespace, task_states: Mapping[str, Mapping[str, Any]], device: str = "cpu"
     ) -> Predictor:
         """Built from a run's flags and its tasks' measured state (``Task.prepare``), with --precision and
-        --channels_last chosen for ``device`` where they say auto."""
+        --channels_last chosen for ``device`` where they say auto (or for the hardware MTL_HARDWARE names)."""
         tasks = build_tasks(flags.tasks, flags, DATASETS[flags.dataset].info_for(flags), task_states)
         model = build_model(flags.model_name, {name: task.output() for name, task in tasks.items()}, model_options(flags))
-        precision = choose_precision(flags.precision, device)
-        channels_last = choose_channels_last(flags.channels_last, precision, device)
-        return cls(model, tasks, flags.dataset, channels_last, flags.compile, precision)
+        choice = choose(flags.precision, flags.channels_last, device)
+        return cls(model, tasks, flags.dataset, choice.channels_last, flags.compile, choice.precision)
 
     def forward(self, rgb: Tensor) -> dict[str, Tensor | list[Tensor]]:
         """uint8 (or float 0..255) RGB B×3×H×W → raw model outputs at input size."""

@@ -51,7 +51,9 @@ class TestTimeAugmentation(nn.Module):
             for name, output in outputs.items():
                 task = self.tasks[name]
                 back = lambda t, task=task, flip=flip: self._back(task, t, flip, size)  # noqa: E731
-                term = task.tta_term(final(output), len(self.views), back)
+                # Averaged in fp32: under bf16/fp16 autocast the outputs are half precision, and a sum of resized
+                # softmax probabilities in bf16 keeps under 3 significant digits.
+                term = task.tta_term(final(output).float(), len(self.views), back)
                 totals[name] = term if name not in totals else totals[name] + term
         return {name: self.tasks[name].tta_result(total, len(self.views)) for name, total in totals.items()}
 

@@ -87,6 +87,7 @@ class Run:
     train_losses: list[dict[str, float]]  # per validated epoch: mean of the training losses logged in it
     params: int | None = None
     train_time_s: float | None = None
+    hardware: dict[str, Any] | None = None  # hardware.yaml: the machine and the precision actually used
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -190,6 +191,10 @@ def load_run(path: str | Path, root: str | Path | None = None) -> Run:
         run.train_time_s = training_time(path)
     except ValueError as exc:
         run.warnings.append(str(exc))
+    try:
+        run.hardware = read_hardware(path / "hardware.yaml")
+    except RunFormatError as exc:
+        run.warnings.append(str(exc))
     return run
 
 
@@ -204,14 +209,21 @@ def load_runs(root: str | Path) -> tuple[list[Run], list[str]]:
     return runs, errors
 
 
-def read_config(path: Path) -> dict[str, Any]:
+def read_config(path: Path, what: str = "the run's configuration", keys: str = "flag names") -> dict[str, Any]:
     try:
         config = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise RunFormatError(f"{path}: cannot read the run's configuration ({exc})") from exc
+        raise RunFormatError(f"{path}: cannot read {what} ({exc})") from exc
     if not isinstance(config, dict):
-        raise RunFormatError(f"{path}: expected a mapping of flag names to values")
+        raise RunFormatError(f"{path}: expected a mapping of {keys} to values")
     return config
+
+
+def read_hardware(path: Path) -> dict[str, Any] | None:
+    """The machine a run trained on and the precision it used (None for a run without the file, e.g. older runs)."""
+    if not path.is_file():
+        return None
+    return read_config(path, "the run's hardware record", "names")
 
 
 def read_metrics(path: Path) -> list[dict[str, float]]:

@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from mtl.config import NON_EXPERIMENT_KEYS
+from mtl.hardware import machine_label
 from mtl.reporting import FORMATS
 from mtl.reporting.delta import Delta, compute_deltas
 from mtl.reporting.runs import Run, headlines, score_tag, summary_tag, task_order, task_summary
 
 # Run-management flags, not compared between runs. num_epochs is one only because it may grow on resume;
-# it does change the experiment, so it is compared.
-NOT_COMPARED = NON_EXPERIMENT_KEYS - {"num_epochs"}
+# it does change the experiment, so it is compared. --precision has a column of its own: the precision the run
+# actually used (``auto`` is resolved on each machine).
+NOT_COMPARED = (NON_EXPERIMENT_KEYS - {"num_epochs"}) | {"precision"}
 DELTA_KEY = "delta_m"
 # Kinds of columns: how a value is written, and which columns are scores (sortable, best in bold).
 SCORE_KINDS = ("score", "summary", "delta")
@@ -58,6 +60,14 @@ def differing_keys(runs: list[Run]) -> list[str]:
     ]
 
 
+def used_precision(run: Run) -> str | None:
+    """The precision the run trained in (hardware.yaml), else the one its flags name unless that is ``auto``."""
+    if run.hardware and run.hardware.get("precision"):
+        return str(run.hardware["precision"])
+    requested = run.config.get("precision")
+    return str(requested) if requested not in (None, "auto") else None
+
+
 def score_columns(runs: list[Run]) -> list[Column]:
     """The headline score of each dataset among the runs (MiniScapes: grader)."""
     return [Column(h, h, True, "score", True, tag=score_tag(h)) for h in headlines(runs)]
@@ -77,6 +87,8 @@ def summary_columns(runs: list[Run], taken: set[str]) -> list[Column]:
 def columns(hyper_parameters: list[str], runs: list[Run] | None = None, with_delta: bool = False) -> list[Column]:
     runs = runs or []
     head = [Column("name", "name"), Column("model_name", "model"), *(Column(key, key) for key in hyper_parameters)]
+    # Always shown, so that runs from different machines or precisions are never compared unknowingly.
+    head += [Column("precision", "precision"), Column("hardware", "hardware")]
     head += [Column("best_epoch", "best epoch", True, "int"), Column("epochs", "epochs", True, "int")]
     scores = score_columns(runs)
     taken = {c.key for c in head + scores} | {DELTA_KEY, "params", "train_time_s"}
@@ -110,6 +122,8 @@ def build_table(
             "name": run.name,
             "model_name": run.config.get("model_name"),
             **{key: config_text(run.config[key]) if key in run.config else None for key in keys},
+            "precision": used_precision(run),
+            "hardware": machine_label(run.hardware) if run.hardware else None,
             "best_epoch": int(best["epoch"]) if best else None,
             "epochs": len(run.validation),
         }

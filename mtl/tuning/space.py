@@ -24,7 +24,9 @@ import yaml
 from mtl.config import build_parser
 
 # Flags the tuner sets itself, or that would make a trial something other than one single-process run.
-RESERVED_FLAGS = frozenset({"help", "config", "log_dir", "name", "resume", "dataset_root", "devices", "strategy"})
+RESERVED_FLAGS = frozenset(
+    {"help", "config", "log_dir", "name", "resume", "dataset_root", "devices", "num_nodes", "strategy"}
+)
 SPEC_KEYS = {
     "float": {"type", "low", "high", "log", "step"},
     "int": {"type", "low", "high", "log", "step"},

@@ -343,9 +343,9 @@ def _check_base_flags(base_flags: list[str], root: Path) -> argparse.Namespace:
     for key in ("log_dir", "name", "resume"):
         if getattr(cfg, key) is not None:
             raise TuneError(f"--{key} is set by the tuner (each trial runs in <runs-dir>/<study>/trial_<n>); remove it")
-    if cfg.devices != "1" or cfg.strategy != "auto":
+    if cfg.devices != "1" or cfg.num_nodes != 1 or cfg.strategy != "auto":
         raise TuneError(
-            "a trial runs on one device: drop --devices/--strategy and start one `mtl tune` worker per device "
+            "a trial runs on one device: drop --devices/--num_nodes/--strategy and start one `mtl tune` worker per device "
             "on a shared --storage instead"
         )
     return train_config([*base_flags, "--log_dir", str(root / "trial_0")], TuneError)

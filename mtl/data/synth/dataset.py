@@ -22,7 +22,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mtl.data.formats import write_depth, write_normals, write_rgb, write_semseg
-from mtl.data.synth.layouts import SPLITS_OF, WRITERS, atomic_write, cityscapes_folders
+from mtl.data.formats import atomic_write
+from mtl.data.synth.layouts import SPLITS_OF, WRITERS, cityscapes_folders
 from mtl.data.synth.sample import check_size, render_sample
 
 GT_SPLIT = {"train": "train", "val": "val", "test": "test_gt"}  # where each split's ground truth goes

@@ -29,7 +29,6 @@ the formats are those of SPEC §9, the numbers below are this generator's choice
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -37,21 +36,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mtl.data.formats import atomic_write
 from mtl.data.synth.render import render
 from mtl.data.synth.sample import SPLIT_IDS, Sample, check_size
 from mtl.data.synth.scene import build_scene
-
-
-def atomic_write(write: Callable[[Path], None], path: Path) -> None:
-    """Write to a hidden temporary file in the same folder (created), then rename: a crash never leaves a
-    half-written image under its final name. The temporary keeps the extension so PIL picks the format."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 CITYSCAPES_BASELINE_M = 0.209313  # the Cityscapes stereo rig's baseline
