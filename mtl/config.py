@@ -14,6 +14,7 @@ import contextlib
 import io
 import os
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -270,10 +271,12 @@ def parse_config_or_raise(argv: list[str]) -> argparse.Namespace:
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
-            return parse_config(argv)
+            cfg = parse_config(argv)
     except SystemExit:
         lines = stderr.getvalue().strip().splitlines()
         raise FlagsRefused(lines[-1].removeprefix("mtl train: error: ") if lines else shlex.join(argv)) from None
+    sys.stderr.write(stderr.getvalue())  # notes (e.g. a flag's former name) still reach the user
+    return cfg
 
 
 def load_yaml_preset(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from mtl.datasets import DatasetLayout
 from mtl.engine import schedule
 from mtl.engine.optim import build_optimizer, build_scheduler
 from mtl.engine.representation import RepresentationCapture
+from mtl.errors import RunSetupError
 from mtl.inference.predictor import Predictor
 from mtl.optimization import OptimizerOptions, ScheduleOptions
 from mtl.weighting import Weighting
@@ -71,9 +72,12 @@ class MultiTaskModule(pl.LightningModule):
         weighting.check_accumulation(self.accumulate)
         self.epoch_position = (-1, 0)  # (epoch, batches of it done): where accumulation windows start
         self.pending_grads: dict[str, Tensor] | None = None  # a mid-window checkpoint's gradients
-        self.representation = (
-            RepresentationCapture(predictor.model, self.shared_parameters()) if weighting.wants_representation else None
-        )
+        try:
+            self.representation = (
+                RepresentationCapture(predictor.model, self.shared_parameters()) if weighting.wants_representation else None
+            )
+        except ValueError as exc:  # the model has no single cut between shared and task-specific layers
+            raise RunSetupError(str(exc)) from exc
         self.set_steps_per_epoch(1)
 
     def set_steps_per_epoch(self, batches: int) -> None:
