@@ -1,7 +1,9 @@
-"""Argument types shared by the commands and the plug-ins' own flags.
+"""Argument types shared by the commands and the plug-ins' own flags, and the parser every command uses.
 
 Booleans use the course's spelling (yes/true/t/y/1, no/false/f/n/0). Every numeric type refuses
 non-finite values: `--optimizer_lr inf` must fail at the command line, not as NaN weights an hour later.
+Every long flag has two spellings, `--num_epochs` and `--num-epochs` (``Parser``; ``flag_key`` for the keys
+of presets and recorded runs), so that neither habit fails in any command.
 """
 
 from __future__ import annotations
@@ -173,7 +175,7 @@ class Parser(argparse.ArgumentParser):
                 continue
             flag, equals, value = token.partition("=")
             key = flag_key(flag)
-            if flag in declared.values() or " " in flag:
+            if " " in flag:  # argparse reads such a token as a value
                 continue
             if key in declared:
                 out[i] = declared[key] + equals + value

@@ -43,8 +43,8 @@ from mtl.config import FlagsRefused, code_root, experiment_items, parse_config_o
 from mtl.engine.train import RunSetupError, run_training
 from mtl.flags import flag_key
 from mtl.tuning.pruning import GraderPruning
-from mtl.weighting import renamed_flags
 from mtl.tuning.space import SearchSpace, flag_value, load_space
+from mtl.weighting import renamed_flags
 
 HEARTBEAT_INTERVAL_S = 30
 GRACE_PERIOD_S = 120
