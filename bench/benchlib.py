@@ -16,10 +16,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from mtl.config import build_parser
 from mtl.datasets import DATASETS
 from mtl.engine.module import MultiTaskModule
-from mtl.engine.optim import OptimizerOptions, ScheduleOptions
-from mtl.engine.train import quiet_lightning
-from mtl.hardware import describe
+from mtl.engine.train import gradient_scaler, precision_arguments, quiet_lightning
+from mtl.hardware import choose, describe
 from mtl.inference.predictor import Predictor
+from mtl.optimization import OptimizerOptions, ScheduleOptions
 from mtl.weighting import build_weighting
 
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, for MFU on a GPU.
@@ -74,9 +74,12 @@ def time_training(
     flags: argparse.Namespace, batch_size: int, crop: int, precision: str, channels_last: bool, compile: bool,
     steps: int, warmup: int = 2,
 ) -> float:
-    """Median seconds per training step of the real loop (warm-up steps left out: compilation, autotuning)."""
+    """Median seconds per training step of the real loop (warm-up steps left out: compilation, autotuning), in
+    ``precision`` as `mtl train` runs it (16-mixed: fp16 with a gradient scaler, which the module is handed)."""
     flags = argparse.Namespace(**{**vars(flags), "channels_last": channels_last, "compile": compile, "precision": precision})
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    choice = choose(precision, channels_last, "auto")
+    device = choice.device
+    scaler = gradient_scaler(choice)
     torch.manual_seed(0)
     predictor = Predictor.from_flags(flags, {t: {"mean": 27.0, "std": 29.0} for t in flags.tasks if t == "depth"}, device)
     module = MultiTaskModule(
@@ -87,13 +90,14 @@ def time_training(
         ScheduleOptions.from_flags(flags),
         hparams={},
         log_every_n_steps=10**9,
+        grad_scaler=scaler,
     )
     batch = random_batch(flags.tasks, batch_size, crop)
     loader = torch.utils.data.DataLoader([batch] * (warmup + steps), batch_size=None)
     timer = _Timer()
     with quiet_lightning():
         trainer = pl.Trainer(
-            accelerator="auto", devices=1, precision=precision, max_steps=warmup + steps, logger=False,
+            accelerator=device, devices=1, **precision_arguments(choice, [], scaler), max_steps=warmup + steps, logger=False,
             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
             limit_val_batches=0, num_sanity_val_steps=0, benchmark=device == "cuda",
         )

@@ -117,6 +117,7 @@ def loader_section(root: Path, size: dict[str, Any]) -> float:
     from mtl.config import parse_config
     from mtl.datasets import build_dataset
     from mtl.engine.data import AugmentedDataset, ResumableSampler, train_loader
+    from mtl.engine.train import data_options
     from mtl.datasets import SplitDataset
     from mtl.inference.predictor import Predictor
 
@@ -124,8 +125,9 @@ def loader_section(root: Path, size: dict[str, Any]) -> float:
                         str(size["crop"]), "--workers", str(size["workers"]), "--aug_geom_scale_min", "0.8",
                         "--aug_geom_scale_max", "1.2", "--aug_geom_reflect", "yes", "--depth_stats", "miniscapes"])
     tasks = Predictor.from_flags(cfg, {"depth": {"mean": 27.0, "std": 29.0}}).tasks
-    dataset = AugmentedDataset(SplitDataset(build_dataset(cfg), "train", tasks), cfg)
-    loader = train_loader(cfg, ResumableSampler(len(dataset), seed=0), dataset)
+    options = data_options(cfg)
+    dataset = AugmentedDataset(SplitDataset(build_dataset(cfg), "train", tasks), options.augmentation, options.seed)
+    loader = train_loader(options, ResumableSampler(len(dataset), seed=0), dataset)
     iterator = iter(loader)
     next(iterator)
     start, count = time.perf_counter(), 0

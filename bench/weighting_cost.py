@@ -26,8 +26,8 @@ import torch
 from mtl.config import build_parser
 from mtl.datasets import DATASETS
 from mtl.engine.module import MultiTaskModule
-from mtl.engine.optim import OptimizerOptions, ScheduleOptions
 from mtl.inference.predictor import Predictor
+from mtl.optimization import OptimizerOptions, ScheduleOptions
 from mtl.tasks import TASKS
 from mtl.weighting import WEIGHTINGS, build_weighting
 from mtl.weighting.base import StepContext

@@ -14,6 +14,7 @@ import contextlib
 import io
 import os
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from mtl.hardware import PRECISIONS, auto_bool
 from mtl.flags import (
     Parser,
     bool_flag,
+    current_names,
     float_list,
     int_list,
     name_list,
@@ -33,8 +35,9 @@ from mtl.flags import (
     positive_int,
 )
 from mtl.models import add_model_arguments
+from mtl.optimization import OPTIMIZERS, SCHEDULE_UNITS, SCHEDULES, OptimizerOptions, ScheduleOptions
 from mtl.tasks import TASKS
-from mtl.weighting import WEIGHTINGS
+from mtl.weighting import WEIGHTINGS, renamed_flags
 
 # Flags that do not change the experiment: kept out of cmd.txt and free to change on resume
 # (the course's "invariant keys", extended with this toolkit's own run-management flags).
@@ -81,7 +84,7 @@ def logger_list(value: str) -> tuple[str, ...]:
     return names
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     parser = Parser(
         prog="mtl train",
         description="Train a multi-task model. Flags override values from --config.",
@@ -171,22 +174,28 @@ def build_parser() -> argparse.ArgumentParser:
     for kind, registry in (("task", TASKS), ("dataset", DATASETS), ("weighting", WEIGHTINGS)):
         for name, plugin in registry.items():
             plugin.add_arguments(parser.add_argument_group(f"{kind} {name}"))
+    for old, new in renamed_flags().items():
+        parser.rename(f"--{old}", f"--{new}")
 
     opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--num_epochs", type=positive_int, default=16, help="epochs (may grow when resuming)")
-    opt.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"], help="optimiser")
-    opt.add_argument("--optimizer_lr", type=positive_float, default=0.01, help="initial learning rate")
-    opt.add_argument("--optimizer_momentum", type=non_negative_float, default=0.9, help="SGD momentum")
-    opt.add_argument("--optimizer_weight_decay", type=non_negative_float, default=1e-4, help="weight decay")
-    opt.add_argument("--lr_scheduler", default="poly", choices=["poly", "constant"], help="learning-rate schedule")
-    opt.add_argument("--lr_scheduler_power", type=non_negative_float, default=0.9, help="poly exponent")
+    optimizer, schedule = OptimizerOptions(), ScheduleOptions()
+    opt.add_argument("--num_epochs", type=positive_int, default=schedule.num_epochs, help="epochs (may grow when resuming)")
+    opt.add_argument("--optimizer", default=optimizer.name, choices=tuple(OPTIMIZERS), help="optimiser")
+    opt.add_argument("--optimizer_lr", type=positive_float, default=optimizer.lr, help="initial learning rate")
     opt.add_argument(
-        "--lr_scheduler_step_unit",
-        default="epoch",
-        choices=["epoch", "step"],
+        "--optimizer_momentum", type=non_negative_float, default=optimizer.momentum,
+        help=f"momentum of {', '.join(name for name, kind in OPTIMIZERS.items() if kind.momentum)}",
+    )
+    opt.add_argument("--optimizer_weight_decay", type=non_negative_float, default=optimizer.weight_decay, help="weight decay")
+    opt.add_argument("--lr_scheduler", default=schedule.kind, choices=SCHEDULES, help="learning-rate schedule")
+    opt.add_argument("--lr_scheduler_power", type=non_negative_float, default=schedule.power, help="poly exponent")
+    opt.add_argument(
+        "--lr_scheduler_step_unit", default=schedule.unit, choices=SCHEDULE_UNITS,
         help="poly per epoch (the course) or per step",
     )
-    opt.add_argument("--lr_warmup", type=non_negative_int, default=0, help="linear warm-up length in scheduler units")
+    opt.add_argument(
+        "--lr_warmup", type=non_negative_int, default=schedule.warmup, help="linear warm-up length in scheduler units"
+    )
     opt.add_argument(
         "--accumulate_grad_batches", type=positive_int, default=1,
         help="batches per optimiser step (per-task gradients are accumulated over them before a method combines them)",
@@ -262,10 +271,12 @@ def parse_config_or_raise(argv: list[str]) -> argparse.Namespace:
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
-            return parse_config(argv)
+            cfg = parse_config(argv)
     except SystemExit:
         lines = stderr.getvalue().strip().splitlines()
         raise FlagsRefused(lines[-1].removeprefix("mtl train: error: ") if lines else shlex.join(argv)) from None
+    sys.stderr.write(stderr.getvalue())  # notes (e.g. a flag's former name) still reach the user
+    return cfg
 
 
 def load_yaml_preset(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
@@ -279,6 +290,7 @@ def load_yaml_preset(parser: argparse.ArgumentParser, path: str) -> dict[str, An
     if not isinstance(values, dict):
         parser.error(f"--config: {path} must hold a mapping of flag names to values")
     try:
+        values = current_names(values, renamed_flags(), f"--config {path}")
         return convert_values(parser, values, ignore=("help", "config", "resume"))
     except ValueError as exc:
         parser.error(f"--config: {path}: {exc}")

@@ -239,10 +239,11 @@ def test_projection_removes_the_conflicting_component() -> None:
 
 
 # --- layering -------------------------------------------------------------------------------------------------
-# cli → engine/inference/reporting/tuning/benchmark → config → tasks/datasets/models/losses/metrics/weighting → data
+# cli → engine/inference/reporting/tuning/benchmark → config → tasks/datasets/models/losses/metrics/weighting/optimization
+# → data
 LAYERS = [
     {"data", "flags", "errors", "plugins", "hardware", "__init__"},
-    {"tasks", "datasets", "models", "losses", "metrics", "weighting"},
+    {"tasks", "datasets", "models", "losses", "metrics", "weighting", "optimization"},
     {"config"},
     {"engine", "inference", "reporting", "tuning", "benchmark"},
     {"cli"},

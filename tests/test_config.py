@@ -93,3 +93,36 @@ def test_poly_schedule_matches_the_course_and_extends_without_a_jump() -> None:
         schedule.extend(segments, 8, 10, 0.9)
     # warm-up scales the first factors linearly
     assert schedule.poly_factor(0, segments, 0.9, warmup=3) == pytest.approx(0.25)
+
+
+def test_flag_defaults_are_the_typed_options_defaults(root: str) -> None:
+    """One source for each default: the flags left alone give exactly the dataclasses' own defaults."""
+    from mtl.models import model_options
+    from mtl.models.options import ModelOptions
+    from mtl.optimization import OptimizerOptions, ScheduleOptions
+
+    cfg = parse_config(["--dataset_root", root])
+    assert model_options(cfg) == ModelOptions()
+    assert OptimizerOptions.from_flags(cfg) == OptimizerOptions()
+    assert ScheduleOptions.from_flags(cfg) == ScheduleOptions()
+
+
+def test_every_optimizer_name_is_a_choice_and_builds_its_optimizer(root: str) -> None:
+    import torch
+
+    from mtl.config import build_parser
+    from mtl.engine.optim import build_optimizer
+    from mtl.optimization import OPTIMIZERS, OptimizerOptions
+
+    choices = next(a.choices for a in build_parser()._actions if a.dest == "optimizer")
+    assert tuple(choices) == tuple(OPTIMIZERS) == ("sgd", "adam", "adamw")
+    expected = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    for name in choices:
+        options = OptimizerOptions.from_flags(parse_config(["--dataset_root", root, "--optimizer", name,
+                                                            "--optimizer_lr", "0.5", "--optimizer_momentum", "0.7"]))
+        optimizer = build_optimizer([{"params": [torch.nn.Parameter(torch.zeros(1))]}], options)
+        group = optimizer.param_groups[0]
+        assert type(optimizer) is expected[name] and (group["lr"], group["weight_decay"]) == (0.5, 1e-4)
+        assert group.get("momentum") == (0.7 if name == "sgd" else None)
+    with pytest.raises(ValueError, match="unknown optimizer 'lion'; choose among sgd, adam, adamw"):
+        build_optimizer([{"params": [torch.nn.Parameter(torch.zeros(1))]}], OptimizerOptions("lion"))

@@ -12,6 +12,7 @@ from conftest import FAST_TRAIN_FLAGS
 from torch import nn
 
 from mtl.cli.main import main
+from mtl.models import MODELS as MODEL_REGISTRY
 from mtl.models.cross_stitch import CrossStitchUnit
 from mtl.models.stages import StagedEncoder
 from test_models_helpers import BOTH, build, make_cfg, num_params
@@ -62,6 +63,42 @@ def test_gradients_reach_every_parameter_and_each_task_reaches_the_shared_ones(n
         model.zero_grad(set_to_none=True)
         losses(model(x))[task].backward()
         assert [n for n, p in model.named_parameters() if id(p) in shared and p.grad is None] == []
+
+
+CONTRACT_OPTIONS = [(), ("--task_encoders",), ("--sa_scale",), ("--depth_head", "adabins")]
+
+
+def reached_by_every_task(model: nn.Module, desc: dict[str, int]) -> set[str]:
+    """Names of the parameters some element of which gets a non-zero gradient from every task's loss alone (a
+    parameter made of per-task slices, like a joint head's output channels, belongs to no task in common)."""
+    params = dict(model.named_parameters())
+    out = model(torch.randn(2, 3, 40, 48))
+    common = None
+    for task in desc:
+        loss = sum(o.float().square().mean() for o in (out[task] if isinstance(out[task], list) else [out[task]]))
+        grads = torch.autograd.grad(loss, list(params.values()), retain_graph=True, allow_unused=True)
+        nonzero = {n: torch.zeros_like(p, dtype=torch.bool) if g is None else g != 0 for (n, p), g in zip(params.items(), grads)}
+        common = nonzero if common is None else {n: common[n] & nonzero[n] for n in params}
+    return {n for n, mask in common.items() if mask.any()}
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_REGISTRY))
+@pytest.mark.parametrize("options", CONTRACT_OPTIONS, ids=lambda o: " ".join(o) or "defaults")
+def test_shared_parameters_are_exactly_those_every_task_reaches(name, options):
+    """What gradient methods combine (mtl.weighting): for every registered model and option that changes what is
+    shared, shared_parameters() are the parameters every task's loss reaches, no more, no fewer."""
+    for desc in (BOTH, THREE):
+        try:
+            model = small(name, desc, *options).train()
+        except ValueError:  # e.g. --task_encoders on a model with one encoder
+            assert options, f"{name} must build with its defaults"
+            return
+        with torch.no_grad():  # away from the start, where zero-initialised parts (α, identity units) hide paths
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        names = {id(p): n for n, p in model.named_parameters()}
+        shared = {names[id(p)] for p in model.shared_parameters()}
+        assert shared == reached_by_every_task(model, desc), (name, options, list(desc))
 
 
 def test_cross_stitch_units_mix_channel_by_channel():

@@ -123,6 +123,24 @@ def test_categorical_list_choices_and_numeric_strings() -> None:
     }
 
 
+def test_space_keys_in_either_spelling_and_former_names(capsys) -> None:
+    text = (
+        "optimizer-lr: {type: float, low: 1.0e-5, high: 1.0e-3}\n"
+        "--loss_weight_semseg: {type: float, low: 0.2, high: 0.8}\n"
+        "loss-weight-depth: {complement_of: loss-weight-semseg}\n"
+        "weighting_nash_max_norm: {type: float, low: 0.5, high: 2.0}"
+    )
+    space = parse_space(yaml.safe_load(text), "inline")
+    assert [p.flag for p in space.params] == [
+        "optimizer_lr", "loss_weight_semseg", "loss_weight_depth", "weighting_nash_mtl_max_norm"
+    ]
+    assert space.params[2].complement_of == "loss_weight_semseg"
+    assert capsys.readouterr().err == "inline: note: weighting_nash_max_norm is deprecated; use weighting_nash_mtl_max_norm\n"
+    with pytest.raises(SpaceError, match="inline: sets flag 'batch_size' twice"):
+        parse_space({"batch-size": {"type": "int", "low": 1, "high": 2}, "batch_size": {"type": "int", "low": 1, "high": 2}},
+                    "inline")
+
+
 def test_batch_sizes_without_a_full_batch_are_left_out() -> None:
     space = parse_space(yaml.safe_load("batch_size: {type: categorical, choices: [4, 8, 16]}"), "inline")
     fitted, note = space.limit_batch_size(10)

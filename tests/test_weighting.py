@@ -518,9 +518,13 @@ def test_every_method_has_its_flags_in_mtl_train(tmp_path):
     for flag in ("weighting_on", "accumulate_grad_batches", "weighting_dwa_temperature", "weighting_gradnorm_alpha",
                  "weighting_mgda_normalization", "weighting_pcgrad_reduction", "weighting_graddrop_leak",
                  "weighting_gradvac_beta", "weighting_cagrad_c", "weighting_cagrad_rescale", "weighting_imtl_mode",
-                 "weighting_nash_update_every", "weighting_nash_max_norm", "weighting_aligned_scale",
-                 "weighting_dbmtl_beta", "weighting_dbmtl_beta_sigma", "weighting_famo_lr", "weighting_famo_gamma"):
+                 "weighting_nash_mtl_update_every", "weighting_nash_mtl_max_norm", "weighting_aligned_mtl_scale",
+                 "weighting_db_mtl_beta", "weighting_db_mtl_beta_sigma", "weighting_famo_lr", "weighting_famo_gamma"):
         assert flag in dests, flag
+    for group in parser._action_groups:  # every method's flags are --weighting_<method>_<option>
+        if group.title.startswith("weighting "):
+            method = group.title.removeprefix("weighting ")
+            assert all(a.dest.startswith(f"weighting_{method}_") for a in group._group_actions), method
     flags = parser.parse_args(["--loss_weighting", "cagrad", "--weighting_cagrad_c", "0.7", "--weighting_on", "representation"])
     from mtl.weighting import build_weighting
 
@@ -530,3 +534,46 @@ def test_every_method_has_its_flags_in_mtl_train(tmp_path):
         flags = parser.parse_args(["--loss_weighting", name])
         assert type(build_weighting(flags, ["semseg", "depth", "normals"])).name == name
 
+
+
+def test_a_method_with_a_flag_outside_its_prefix_is_refused():
+    from mtl.weighting import Weighting, register_weighting
+
+    class Sloppy(Weighting):
+        @classmethod
+        def add_arguments(cls, group):
+            group.add_argument("--weighting_sloppy_alpha", type=float, default=1.0)
+            group.add_argument("--weighting_beta", type=float, default=1.0)
+
+    with pytest.raises(ValueError) as exc:
+        register_weighting("sloppy")(Sloppy)
+    assert str(exc.value) == "loss weighting 'sloppy': its flag --weighting_beta must be named --weighting_sloppy_<option>"
+    assert "sloppy" not in WEIGHTINGS
+
+
+RENAMED = [("aligned_mtl", "weighting_aligned_scale", "weighting_aligned_mtl_scale", "rmse", "rmse"),
+           ("db_mtl", "weighting_dbmtl_beta", "weighting_db_mtl_beta", "0.5", 0.5),
+           ("db_mtl", "weighting_dbmtl_beta_sigma", "weighting_db_mtl_beta_sigma", "0.25", 0.25),
+           ("nash_mtl", "weighting_nash_update_every", "weighting_nash_mtl_update_every", "3", 3),
+           ("nash_mtl", "weighting_nash_max_norm", "weighting_nash_mtl_max_norm", "2.5", 2.5)]
+
+
+@pytest.mark.parametrize("method, old, new, text, value", RENAMED)
+def test_former_flag_names_still_work_with_a_note(method, old, new, text, value, tmp_path, capsys):
+    from mtl.config import parse_config
+    from mtl.weighting import renamed_flags
+
+    assert renamed_flags()[old] == new
+    root = str(tmp_path)
+    (tmp_path / "train" / "rgb").mkdir(parents=True)
+    (tmp_path / "train" / "semseg").mkdir()
+    (tmp_path / "train" / "depth").mkdir()
+    cfg = parse_config(["--dataset_root", root, "--loss_weighting", method, f"--{old}", text])
+    assert getattr(cfg, new) == value and not hasattr(cfg, old)
+    assert capsys.readouterr().err == f"mtl train: note: --{old} is deprecated; use --{new}\n"
+
+    preset = tmp_path / "old.yaml"
+    preset.write_text(f"loss_weighting: {method}\n{old}: {text}\n")
+    cfg = parse_config(["--dataset_root", root, "--config", str(preset)])
+    assert getattr(cfg, new) == value
+    assert capsys.readouterr().err == f"--config {preset}: note: {old} is deprecated; use {new}\n"

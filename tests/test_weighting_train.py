@@ -152,3 +152,16 @@ def test_gradient_method_under_lightning_ddp(dataset: Path, tmp_path: Path, meth
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["global_step"] == 2
     assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("model", ["distillation", "cross_stitch"])
+def test_representation_of_a_model_without_one_is_refused_in_one_line(dataset: Path, tmp_path: Path, model: str, capsys) -> None:
+    from mtl.cli.main import main
+
+    run = tmp_path / "run"
+    code = main(["train", "--dataset_root", str(dataset), "--log_dir", str(run), "--model_name", model,
+                 "--loss_weighting", "mgda", *BASE])
+    assert code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("mtl train: --weighting_on representation: model "), err
+    assert err[0].endswith("; use --weighting_on parameters") and not run.exists()

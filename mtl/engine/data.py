@@ -9,9 +9,9 @@ seen. With both, a run killed mid-epoch and resumed sees the same batches as one
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,31 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from mtl.data.transforms import PerspectiveCrop, PhotometricJitter, Target
 from mtl.datasets import DatasetLayout, SplitDataset
 from mtl.tasks import Task
+
+
+@dataclass(frozen=True)
+class AugmentationOptions:
+    """The training crop and its random geometry and colour (``--aug_*``)."""
+
+    crop_size: int
+    scale_min: float  # source region, × crop size
+    scale_max: float
+    tilt_max_deg: float
+    wiggle_max_ratio: float
+    reflect: bool
+    photometric: tuple[float, ...]  # brightness, contrast, saturation, hue (0: off)
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """What the loaders need: the seed of sample order and augmentation, batches and worker processes."""
+
+    seed: int
+    batch_size: int  # training, per process
+    batch_size_validation: int
+    workers: int  # training loader processes (capped at the CPU count)
+    workers_validation: int
+    augmentation: AugmentationOptions
 
 
 def _derive_seed(*keys: int) -> int:
@@ -46,19 +71,20 @@ def augmentation_targets(tasks: Mapping[str, Task]) -> dict[str, Target]:
 class AugmentedDataset(Dataset):
     """Wraps a split; an item key is (epoch, index) and its augmentation is seeded from it."""
 
-    def __init__(self, base: SplitDataset, cfg: argparse.Namespace) -> None:
+    def __init__(self, base: SplitDataset, augmentation: AugmentationOptions, seed: int) -> None:
         self.base = base
-        self.seed = cfg.seed
+        self.seed = seed
         self.crop = PerspectiveCrop(
-            crop_size=cfg.aug_input_crop_size,
-            scale_min=cfg.aug_geom_scale_min,
-            scale_max=cfg.aug_geom_scale_max,
-            tilt_max_deg=cfg.aug_geom_tilt_max_deg,
-            wiggle_max_ratio=cfg.aug_geom_wiggle_max_ratio,
-            reflect=cfg.aug_geom_reflect,
+            crop_size=augmentation.crop_size,
+            scale_min=augmentation.scale_min,
+            scale_max=augmentation.scale_max,
+            tilt_max_deg=augmentation.tilt_max_deg,
+            wiggle_max_ratio=augmentation.wiggle_max_ratio,
+            reflect=augmentation.reflect,
             targets=augmentation_targets(base.tasks),
         )
-        self.jitter = PhotometricJitter(*cfg.aug_photometric) if any(cfg.aug_photometric) else None
+        photometric = augmentation.photometric
+        self.jitter = PhotometricJitter(*photometric) if any(photometric) else None
 
     def __len__(self) -> int:
         return len(self.base)
@@ -121,11 +147,11 @@ def _workers(requested: int) -> int:
     return min(requested, os.cpu_count() or 1)
 
 
-def train_loader(cfg: argparse.Namespace, sampler: ResumableSampler, dataset: Dataset) -> DataLoader:
-    workers = _workers(cfg.workers)
+def train_loader(options: DataOptions, sampler: ResumableSampler, dataset: Dataset) -> DataLoader:
+    workers = _workers(options.workers)
     return DataLoader(
         dataset,
-        batch_size=cfg.batch_size,
+        batch_size=options.batch_size,
         sampler=sampler,
         drop_last=True,
         num_workers=workers,
@@ -135,11 +161,11 @@ def train_loader(cfg: argparse.Namespace, sampler: ResumableSampler, dataset: Da
     )
 
 
-def eval_loader(cfg: argparse.Namespace, dataset: Dataset, rank: int = 0, world_size: int = 1) -> DataLoader:
-    workers = _workers(cfg.workers_validation)
+def eval_loader(options: DataOptions, dataset: Dataset, rank: int = 0, world_size: int = 1) -> DataLoader:
+    workers = _workers(options.workers_validation)
     return DataLoader(
         dataset,
-        batch_size=cfg.batch_size_validation,
+        batch_size=options.batch_size_validation,
         sampler=ShardSampler(len(dataset), rank, world_size),
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),
@@ -150,11 +176,11 @@ def eval_loader(cfg: argparse.Namespace, dataset: Dataset, rank: int = 0, world_
 class TrainingData(pl.LightningDataModule):
     """The train split (augmented, in a resumable order) and the val split (full images) of one dataset."""
 
-    def __init__(self, cfg: argparse.Namespace, layout: DatasetLayout, tasks: Mapping[str, Task]) -> None:
+    def __init__(self, options: DataOptions, layout: DatasetLayout, tasks: Mapping[str, Task]) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.options = options
         self.train_split = SplitDataset(layout, "train", tasks)
-        self.train_dataset = AugmentedDataset(self.train_split, cfg)
+        self.train_dataset = AugmentedDataset(self.train_split, options.augmentation, options.seed)
         self.val_dataset = SplitDataset(layout, "val", tasks)
         self.train_sampler: ResumableSampler | None = None
         self.pending_resume: tuple[int, int] | None = None
@@ -162,15 +188,15 @@ class TrainingData(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
         self.train_sampler = ResumableSampler(
-            len(self.train_dataset), self.cfg.seed, trainer.global_rank, trainer.world_size
+            len(self.train_dataset), self.options.seed, trainer.global_rank, trainer.world_size
         )
         if self.pending_resume is not None:
             epoch, batches_done = self.pending_resume
-            self.train_sampler.resume_at(epoch, batches_done * self.cfg.batch_size)
-        return train_loader(self.cfg, self.train_sampler, self.train_dataset)
+            self.train_sampler.resume_at(epoch, batches_done * self.options.batch_size)
+        return train_loader(self.options, self.train_sampler, self.train_dataset)
 
     def val_dataloader(self) -> DataLoader:
-        return eval_loader(self.cfg, self.val_dataset, self.trainer.global_rank, self.trainer.world_size)
+        return eval_loader(self.options, self.val_dataset, self.trainer.global_rank, self.trainer.world_size)
 
     def steps_per_epoch(self, world_size: int) -> int:
-        return (len(self.train_dataset) // world_size) // self.cfg.batch_size
+        return (len(self.train_dataset) // world_size) // self.options.batch_size

@@ -8,11 +8,11 @@ a network or an account. A resumed run continues the same W&B run (its id is kep
 
 from __future__ import annotations
 
-import argparse
 import netrc
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +20,26 @@ import numpy as np
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from mtl.config import plain_values
 from mtl.errors import RunSetupError
 
 
-def make_loggers(cfg: argparse.Namespace, log_dir: Path, purge_step: int | None) -> list[Logger]:
+@dataclass(frozen=True)
+class LoggingOptions:
+    loggers: tuple[str, ...]  # besides metrics.csv: tensorboard and/or wandb
+    run_name: str | None  # the W&B run's name (None: the run directory's)
+    wandb_project: str
+    wandb_mode: str  # offline or online
+    run_config: Mapping[str, Any]  # the run's flags as plain values, recorded by W&B
+
+
+def make_loggers(options: LoggingOptions, log_dir: Path, purge_step: int | None) -> list[Logger]:
     loggers: list[Logger] = []
-    if "tensorboard" in cfg.logger:
+    if "tensorboard" in options.loggers:
         loggers.append(
             TensorBoardLogger(save_dir=str(log_dir), name="", version="", default_hp_metric=False, purge_step=purge_step)
         )
-    if "wandb" in cfg.logger and rank_zero_only.rank == 0:  # one W&B run per job, not one per process
-        loggers.append(_wandb(cfg, log_dir))
+    if "wandb" in options.loggers and rank_zero_only.rank == 0:  # one W&B run per job, not one per process
+        loggers.append(_wandb(options, log_dir))
     return loggers
 
 
@@ -44,12 +52,12 @@ def _has_wandb_credentials() -> bool:
         return False
 
 
-def _wandb(cfg: argparse.Namespace, log_dir: Path) -> Logger:
+def _wandb(options: LoggingOptions, log_dir: Path) -> Logger:
     try:
         import wandb
     except ImportError as exc:
         raise RunSetupError("--logger wandb needs the wandb package: pip install 'mtl[wandb]'") from exc
-    mode = cfg.wandb_mode
+    mode = options.wandb_mode
     if mode == "online" and not _has_wandb_credentials():
         print("note: no Weights & Biases credentials (wandb login or WANDB_API_KEY): logging offline, upload later "
               f"with `wandb sync {log_dir / 'wandb'}`")
@@ -58,13 +66,13 @@ def _wandb(cfg: argparse.Namespace, log_dir: Path) -> Logger:
     run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
     id_file.write_text(run_id + "\n")
     run = wandb.init(
-        project=cfg.wandb_project,
-        name=cfg.name or log_dir.name,
+        project=options.wandb_project,
+        name=options.run_name or log_dir.name,
         id=run_id,
         resume="allow",
         dir=str(log_dir),
         mode=mode,
-        config=plain_values(cfg),
+        config=dict(options.run_config),
         settings=wandb.Settings(silent=True, init_timeout=60, x_disable_stats=True),
     )
     return WandbLogger(experiment=run)

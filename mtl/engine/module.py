@@ -24,9 +24,11 @@ from torch import Tensor, nn
 
 from mtl.datasets import DatasetLayout
 from mtl.engine import schedule
-from mtl.engine.optim import OptimizerOptions, ScheduleOptions, build_optimizer, build_scheduler
+from mtl.engine.optim import build_optimizer, build_scheduler
 from mtl.engine.representation import RepresentationCapture
+from mtl.errors import RunSetupError
 from mtl.inference.predictor import Predictor
+from mtl.optimization import OptimizerOptions, ScheduleOptions
 from mtl.weighting import Weighting
 from mtl.weighting.base import StepContext
 
@@ -46,7 +48,9 @@ class MultiTaskModule(pl.LightningModule):
         hparams: dict[str, Any],
         log_every_n_steps: int = 10,
         accumulate_grad_batches: int = 1,
+        grad_scaler: torch.amp.GradScaler | None = None,
     ) -> None:
+        """``grad_scaler``: the one the trainer's precision plugin scales fp16 losses with (16-mixed), else None."""
         super().__init__()
         self.automatic_optimization = False  # the weighting method owns the backward pass
         # Plain values (the run's flags and the tasks' measured state), in every checkpoint: weights_only loading.
@@ -61,15 +65,19 @@ class MultiTaskModule(pl.LightningModule):
         self.optimizer_options = optimizer
         self.schedule_options = schedule_options
         self.log_every_n_steps = log_every_n_steps
+        self.grad_scaler = grad_scaler
         self.resume_index: int | None = None  # scheduler index a resumed run continues from
         self.val_loss_sums: dict[str, Tensor] = {}
         self.accumulate = accumulate_grad_batches
         weighting.check_accumulation(self.accumulate)
         self.epoch_position = (-1, 0)  # (epoch, batches of it done): where accumulation windows start
         self.pending_grads: dict[str, Tensor] | None = None  # a mid-window checkpoint's gradients
-        self.representation = (
-            RepresentationCapture(predictor.model, self.shared_parameters()) if weighting.wants_representation else None
-        )
+        try:
+            self.representation = (
+                RepresentationCapture(predictor.model, self.shared_parameters()) if weighting.wants_representation else None
+            )
+        except ValueError as exc:  # the model has no single cut between shared and task-specific layers
+            raise RunSetupError(str(exc)) from exc
         self.set_steps_per_epoch(1)
 
     def set_steps_per_epoch(self, batches: int) -> None:
@@ -140,14 +148,13 @@ class MultiTaskModule(pl.LightningModule):
 
     def loss_scale(self) -> float:
         """The GradScaler's current factor under 16-mixed precision (gradient methods divide it out), else 1."""
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None) if self._trainer is not None else None
-        if scaler is None:
+        if self.grad_scaler is None:
             return 1.0
         # The scaler creates its scale on its first scale() call. A gradient method on the parameters writes .grad
         # itself (already multiplied by this factor) and never calls backward(), so without this the optimiser
         # step's unscale_ finds no scale and stops the run.
-        scaler.scale(torch.zeros((), device=self.device))
-        return float(scaler.get_scale())
+        self.grad_scaler.scale(torch.zeros((), device=self.device))
+        return float(self.grad_scaler.get_scale())
 
     def losses_after_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """The same batch's losses with the updated weights (FAMO): no gradient, normalisation statistics kept."""
@@ -251,14 +258,14 @@ class MultiTaskModule(pl.LightningModule):
         before that epoch's scheduler step, and a resumed run whose schedule was extended (--num_epochs raised)
         must not keep the learning rate computed with the old end (e.g. 0)."""
         scheduler = self.lr_schedulers()
+        index = scheduler.last_epoch if self.resume_index is None else self.resume_index
         if self.resume_index is not None:
-            scheduler.last_epoch = self.resume_index
             # A restored optimiser brings the learning rate it was created with; a resumed run allowed to change
             # --optimizer_lr (--allow_changed_code) must use the new one.
             scheduler.base_lrs = [self.optimizer_options.lr for _ in scheduler.base_lrs]
-        for group, base, factor in zip(self.optimizers().param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
-            group["lr"] = base * factor(scheduler.last_epoch)
-        scheduler._last_lr = [group["lr"] for group in self.optimizers().param_groups]
+        # step() advances to ``index`` and sets each group's rate to base × factor(index) (and get_last_lr()).
+        scheduler.last_epoch = index - 1
+        scheduler.step()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # A weights-only checkpoint (best.ckpt) still says when it was taken; full ones have ResumeState's record.

@@ -1,7 +1,8 @@
 """`mtl train`: set up the run directory, build the Trainer, fit.
 
 The flags map onto typed objects here, once: the dataset layout, the tasks (with what they measured on
-the training data), the model inside a Predictor, the weighting method, the optimiser and the schedule.
+the training data), the model inside a Predictor, the weighting method, the optimiser and the schedule, and
+the options of the loaders, the loggers and the Trainer; nothing below sees the flag namespace.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 import time
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +32,15 @@ from mtl.config import plain_values
 from mtl.datasets import build_dataset
 from mtl.engine import rundir
 from mtl.engine.callbacks import AtomicCheckpointIO, CSVMetrics, LastCheckpoint, ResumeState, TrainingInterrupted
-from mtl.engine.data import TrainingData
-from mtl.engine.loggers import finish, make_loggers
+from mtl.engine.data import AugmentationOptions, DataOptions, TrainingData
+from mtl.engine.loggers import LoggingOptions, finish, make_loggers
 from mtl.engine.module import MultiTaskModule, NonFiniteLoss
-from mtl.engine.optim import OptimizerOptions, ScheduleOptions
 from mtl.engine.pictures import Pictures
 from mtl.inference.checkpoint import CheckpointError, read_checkpoint
 from mtl.inference.predictor import Predictor
 from mtl.errors import RunSetupError
 from mtl.hardware import Choice, autocast_dtype, choose, machine_label
+from mtl.optimization import OptimizerOptions, ScheduleOptions
 from mtl.tasks import TASKS
 from mtl.weighting import build_weighting
 
@@ -159,8 +161,47 @@ def resume_state(ckpt: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return dict(states), dict(position)
 
 
+@dataclass(frozen=True)
+class TrainerOptions:
+    devices: int | str  # per machine, or "auto"
+    num_nodes: int
+    strategy: str
+    num_epochs: int
+    progress_bar: bool
+    deterministic: bool
+
+
+def data_options(cfg: argparse.Namespace) -> DataOptions:
+    augmentation = AugmentationOptions(
+        crop_size=cfg.aug_input_crop_size,
+        scale_min=cfg.aug_geom_scale_min,
+        scale_max=cfg.aug_geom_scale_max,
+        tilt_max_deg=cfg.aug_geom_tilt_max_deg,
+        wiggle_max_ratio=cfg.aug_geom_wiggle_max_ratio,
+        reflect=cfg.aug_geom_reflect,
+        photometric=tuple(cfg.aug_photometric),
+    )
+    return DataOptions(
+        cfg.seed, cfg.batch_size, cfg.batch_size_validation, cfg.workers, cfg.workers_validation, augmentation
+    )
+
+
+def logging_options(cfg: argparse.Namespace) -> LoggingOptions:
+    return LoggingOptions(tuple(cfg.logger), cfg.name, cfg.wandb_project, cfg.wandb_mode, plain_values(cfg))
+
+
+def trainer_options(cfg: argparse.Namespace) -> TrainerOptions:
+    devices = cfg.devices if cfg.devices == "auto" else int(cfg.devices)
+    return TrainerOptions(devices, cfg.num_nodes, cfg.strategy, cfg.num_epochs, cfg.progress_bar, cfg.deterministic)
+
+
 def build_trainer(
-    cfg: argparse.Namespace, log_dir: Path, loggers: list[Any], callbacks: Sequence[pl.Callback], choice: Choice
+    options: TrainerOptions,
+    log_dir: Path,
+    loggers: list[Any],
+    callbacks: Sequence[pl.Callback],
+    choice: Choice,
+    scaler: torch.amp.GradScaler | None,
 ) -> pl.Trainer:
     # best.ckpt holds the weights and the run's flags only: it is what predictions and submissions use.
     best = ModelCheckpoint(
@@ -176,30 +217,35 @@ def build_trainer(
     return pl.Trainer(
         default_root_dir=str(log_dir),
         accelerator=choice.device,
-        devices=cfg.devices if cfg.devices == "auto" else int(cfg.devices),
-        num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy,
-        **precision_arguments(choice, [AtomicCheckpointIO()]),
-        max_epochs=cfg.num_epochs,
+        devices=options.devices,
+        num_nodes=options.num_nodes,
+        strategy=options.strategy,
+        **precision_arguments(choice, [AtomicCheckpointIO()], scaler),
+        max_epochs=options.num_epochs,
         logger=loggers,
         callbacks=[*callbacks, best],
-        enable_progress_bar=cfg.progress_bar,
+        enable_progress_bar=options.progress_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         use_distributed_sampler=False,  # our samplers shard themselves (see mtl.engine.data)
-        deterministic=cfg.deterministic,
-        benchmark=choice.device == "cuda" and not cfg.deterministic,
+        deterministic=options.deterministic,
+        benchmark=choice.device == "cuda" and not options.deterministic,
         log_every_n_steps=1,  # only the progress bar's loss goes through Lightning's logging; see MultiTaskModule
     )
 
 
-def precision_arguments(choice: Choice, plugins: list[Any]) -> dict[str, Any]:
+def gradient_scaler(choice: Choice) -> torch.amp.GradScaler | None:
+    """The loss scaler of fp16 training (16-mixed), else None. Built here and handed to both the Trainer's precision
+    plugin and the MultiTaskModule, whose gradient methods divide its factor out."""
+    return torch.amp.GradScaler(choice.device) if choice.grad_scaler else None
+
+
+def precision_arguments(choice: Choice, plugins: list[Any], scaler: torch.amp.GradScaler | None) -> dict[str, Any]:
     """The Trainer's precision: a flag for fp32, Lightning's MixedPrecision plugin for bf16/fp16 autocast.
     The plugin is built here because Lightning turns the ``16-mixed`` flag into bf16 on a CPU, while a choice of
-    16-mixed (an older GPU, or MTL_HARDWARE naming one) must train in fp16 with a gradient scaler wherever it runs."""
+    16-mixed (an older GPU, or MTL_HARDWARE naming one) must train in fp16 with ``scaler`` wherever it runs."""
     if autocast_dtype(choice.precision) is None:
         return {"precision": choice.precision, "plugins": plugins}
-    scaler = torch.amp.GradScaler(choice.device) if choice.grad_scaler else None
     return {"plugins": [*plugins, MixedPrecision(choice.precision, choice.device, scaler)]}
 
 
@@ -267,13 +313,13 @@ def _train(
     if is_launcher_process():
         (log_dir / "hardware.yaml").write_text(yaml.safe_dump(choice.record(), sort_keys=False))
     predictor = Predictor.from_flags(cfg, states, choice.device)
-    datamodule = TrainingData(cfg, layout, predictor.tasks)
+    datamodule = TrainingData(data_options(cfg), layout, predictor.tasks)
     if position is not None:
         datamodule.pending_resume = (position["epoch"], position["batches_done"])
     csv_logger = CSVMetrics(log_dir)
     if position is not None:
         csv_logger.truncate(position["csv_rows"])
-    loggers = make_loggers(cfg, log_dir, None if position is None else position["global_step"])
+    loggers = make_loggers(logging_options(cfg), log_dir, None if position is None else position["global_step"])
     last = LastCheckpoint(log_dir / "checkpoints", cfg.checkpoint_every_n_steps)
     pictures = Pictures(
         cfg.num_steps_visualization_first,
@@ -283,7 +329,8 @@ def _train(
         cfg.observe_valid_ids,
     )
     callbacks = [ResumeState(csv_logger, position), last, pictures, *extra_callbacks]
-    trainer = build_trainer(cfg, log_dir, [*loggers, csv_logger], callbacks, choice)
+    scaler = gradient_scaler(choice)
+    trainer = build_trainer(trainer_options(cfg), log_dir, [*loggers, csv_logger], callbacks, choice, scaler)
     module = MultiTaskModule(
         predictor,
         build_weighting(cfg, cfg.tasks),
@@ -293,6 +340,7 @@ def _train(
         hparams={"config": plain_values(cfg), "task_state": states},
         log_every_n_steps=cfg.log_every_n_steps,
         accumulate_grad_batches=cfg.accumulate_grad_batches,
+        grad_scaler=scaler,
     )
     module.set_steps_per_epoch(datamodule.steps_per_epoch(trainer.world_size))
     if module.steps_per_epoch == 0:

@@ -49,6 +49,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, several_models: bool = 
     """Add the "model" argument group. ``several_models``: ``--model_name`` takes one or more names
     (default: the three main models; used by `mtl complexity`)."""
     group = parser.add_argument_group("model")
+    model = ModelOptions()  # every default below is the typed options' own
+    encoder, context, decoder = model.encoder, model.context, model.decoder
     models = f"{', '.join(MAIN_MODELS)} or another registered model"
     if several_models:
         group.add_argument(
@@ -61,43 +63,52 @@ def add_model_arguments(parser: argparse.ArgumentParser, several_models: bool = 
             help=f"model architecture: {models} (default %(default)s)",
         )
     group.add_argument(
-        "--model_encoder_name", choices=ENCODERS.choices(), default="resnet34", metavar="NAME",
+        "--model_encoder_name", choices=ENCODERS.choices(), default=encoder.name, metavar="NAME",
         help="encoder: resnet18, resnet34, resnet50, resnet101 or another registered encoder (default %(default)s)",
     )
-    bool_flag(group, "--pretrained", False, "initialise the encoder with ImageNet weights (torchvision file, read locally)")
+    bool_flag(group, "--pretrained", encoder.pretrained, "initialise the encoder with ImageNet weights (torchvision file, read locally)")
     group.add_argument(
-        "--pretrained_path", default=None,
+        "--pretrained_path", default=encoder.pretrained_path,
         help="torchvision ResNet weights file (default: <torch hub dir>/checkpoints/<official file name>)",
     )
     group.add_argument(
-        "--dilations", type=_dilations, default=(False, False, False), metavar="B,B,B",
+        "--dilations", type=_dilations, default=encoder.dilations, metavar="B,B,B",
         help="replace the stride of layer2,layer3,layer4 by dilation (F,F,T: output stride 16; F,T,T: 8); "
         "default F,F,F as in the course template",
     )
-    group.add_argument("--aspp_rates", type=_positive_ints, default=(3, 6, 9), metavar="R,R,R", help="ASPP atrous rates")
-    group.add_argument("--aspp_channels", type=positive_int, default=256, help="channels of ASPP / vortex pooling")
-    group.add_argument("--decoder_channels", type=positive_int, default=256, help="channels of the decoder features")
-    group.add_argument("--skip_channels", type=positive_int, default=48, help="channels of each projected skip")
     group.add_argument(
-        "--decoder_depth", type=positive_int, default=2,
+        "--aspp_rates", type=_positive_ints, default=context.aspp_rates, metavar="R,R,R", help="ASPP atrous rates"
+    )
+    group.add_argument(
+        "--aspp_channels", type=positive_int, default=context.channels, help="channels of ASPP / vortex pooling"
+    )
+    group.add_argument(
+        "--decoder_channels", type=positive_int, default=decoder.channels, help="channels of the decoder features"
+    )
+    group.add_argument(
+        "--skip_channels", type=positive_int, default=decoder.skip_channels, help="channels of each projected skip"
+    )
+    group.add_argument(
+        "--decoder_depth", type=positive_int, default=decoder.depth,
         help="3×3 convolutions after the skip concat; with --head_kernel 3 the last of them is the prediction conv",
     )
     group.add_argument(
-        "--head_kernel", type=int, choices=(1, 3), default=None,
+        "--head_kernel", type=int, choices=(1, 3), default=decoder.head_kernel,
         help="kernel of the prediction conv (default 3; 1 with --short_circuit, as the template)",
     )
-    bool_flag(group, "--short_circuit", False, "the course template's start: ASPP = one 1×1 ConvBNReLU, decoder = upsample + 1×1 conv")
-    group.add_argument("--context", choices=("aspp", "vortex"), default="aspp", help="context module on the bottleneck")
+    bool_flag(group, "--short_circuit", decoder.short_circuit, "the course template's start: ASPP = one 1×1 ConvBNReLU, decoder = upsample + 1×1 conv")
+    group.add_argument("--context", choices=("aspp", "vortex"), default=context.kind, help="context module on the bottleneck")
     group.add_argument(
-        "--vortex_rates", type=_odd_positive_ints, default=(3, 9, 27), metavar="R,R,R", help="vortex pooling rates (odd)"
+        "--vortex_rates", type=_odd_positive_ints, default=context.vortex_rates, metavar="R,R,R",
+        help="vortex pooling rates (odd)",
     )
-    bool_flag(group, "--se", False, "Squeeze-and-Excitation (r=16) after the ASPP projection and after each decoder block")
+    bool_flag(group, "--se", decoder.se, "Squeeze-and-Excitation (r=16) after the ASPP projection and after each decoder block")
     group.add_argument(
-        "--extra_skips", type=_extra_skips, default=(), metavar="S[,S]",
+        "--extra_skips", type=_extra_skips, default=decoder.extra_skips, metavar="S[,S]",
         help="extra decoder skip connections at these scales (2 and/or 8) besides 4",
     )
-    bool_flag(group, "--sa_scale", False, "learned scale α (initialised to 0) on the distillation self-attention features")
-    bool_flag(group, "--task_encoders", False, "one encoder per task instead of a shared one (branched, distillation)")
+    bool_flag(group, "--sa_scale", model.sa_scale, "learned scale α (initialised to 0) on the distillation self-attention features")
+    bool_flag(group, "--task_encoders", model.task_encoders, "one encoder per task instead of a shared one (branched, distillation)")
     return group
 
 

@@ -80,9 +80,11 @@ class CrossStitch(nn.Module):
         return out
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
-        """What every task's loss reaches: all the encoders (through the units) and the units."""
+        """What every task's loss reaches: all the encoders and the units between their stages. The last unit is
+        not shared: its row for a task mixes what that task alone reads (like a head's channels)."""
         yield from self.encoder.parameters()
-        yield from self.stitch.parameters()
+        for unit in self.stitch[:-1]:
+            yield from unit.parameters()
 
     def parts(self) -> dict[str, nn.Module]:
         """Named parts for the complexity breakdown (a part nested in another is counted apart)."""

@@ -8,7 +8,7 @@ features (no cross-task term), keeping the same outputs and deep supervision.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import torch
 from torch import nn
@@ -49,6 +49,14 @@ class Distillation(Branched):
             final, _ = self.final_decoder[target](fused)
             out[target] = [resize(initial[target], x.shape[-2:]), resize(final[target], x.shape[-2:])]
         return out
+
+    def shared_parameters(self) -> Iterator[nn.Parameter]:
+        """What every task's loss reaches: the encoder (or every task's, with --task_encoders) and every task's context
+        module and decoder up to its features, which the other tasks read through the attention. The first heads,
+        the attention modules and the final decoders each serve one task."""
+        own = [self.attention, self.final_decoder, *(self.decoder[task].head for task in self.tasks)]
+        excluded = {id(p) for module in own for p in module.parameters()}
+        return (p for p in self.parameters() if id(p) not in excluded)
 
     def parts(self) -> dict[str, nn.Module]:
         parts = super().parts()

@@ -22,6 +22,8 @@ import optuna
 import yaml
 
 from mtl.config import build_parser
+from mtl.flags import current_names, flag_key
+from mtl.weighting import renamed_flags
 
 # Flags the tuner sets itself, or that would make a trial something other than one single-process run.
 RESERVED_FLAGS = frozenset(
@@ -153,10 +155,12 @@ def parse_space(data: Any, source: str) -> SearchSpace:
     if not isinstance(data, dict) or not data:
         raise SpaceError(f"{source}: expected a non-empty mapping of `mtl train` flag → spec")
     actions = {a.dest: a for a in build_parser()._actions}
-    params = [_parse_param(str(key).lstrip("-"), spec, actions, source) for key, spec in data.items()]
+    try:  # either spelling of a flag, and former names of renamed ones
+        data = current_names(data, renamed_flags(), source)
+    except ValueError as exc:
+        raise SpaceError(f"{source}: {exc}") from None
+    params = [_parse_param(key, spec, actions, source) for key, spec in data.items()]
     by_flag = {p.flag: p for p in params}
-    if len(by_flag) != len(params):
-        raise SpaceError(f"{source}: a flag appears twice (with and without leading dashes)")
     for p in params:
         if p.kind != "complement":
             continue
@@ -186,7 +190,7 @@ def _parse_param(flag: str, spec: Any, actions: dict[str, argparse.Action], sour
         raise SpaceError(f"{where}: unknown key(s) {unknown} for type {kind}; allowed: {sorted(SPEC_KEYS[kind])}")
     action = actions[flag]
     if kind == "complement":
-        return Param(flag, kind, complement_of=str(spec["complement_of"]).lstrip("-"))
+        return Param(flag, kind, complement_of=flag_key(str(spec["complement_of"])))
     if kind == "categorical":
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:

@@ -41,8 +41,10 @@ from optuna.trial import TrialState
 from mtl.engine.module import NonFiniteLoss
 from mtl.config import FlagsRefused, code_root, experiment_items, parse_config_or_raise
 from mtl.engine.train import RunSetupError, run_training
+from mtl.flags import flag_key
 from mtl.tuning.pruning import GraderPruning
 from mtl.tuning.space import SearchSpace, flag_value, load_space
+from mtl.weighting import renamed_flags
 
 HEARTBEAT_INTERVAL_S = 30
 GRACE_PERIOD_S = 120
@@ -331,10 +333,11 @@ def _tokens(overrides: dict[str, str]) -> list[str]:
 
 
 def _user_sets(flag: str, argv: list[str], cfg: argparse.Namespace) -> bool:
-    """Whether the user set ``flag`` (on the command line or in a --config preset), not just its default."""
-    if any(t == f"--{flag}" or t.startswith(f"--{flag}=") for t in argv):
+    """Whether the user set ``flag`` (on the command line or in a --config preset, in either spelling), not just its
+    default."""
+    if any(t.startswith("--") and flag_key(t.partition("=")[0]) == flag for t in argv):
         return True
-    return bool(cfg.config) and flag in (yaml.safe_load(Path(cfg.config).read_text()) or {})
+    return bool(cfg.config) and flag in {flag_key(str(k)) for k in yaml.safe_load(Path(cfg.config).read_text()) or {}}
 
 
 def _check_base_flags(base_flags: list[str], root: Path) -> argparse.Namespace:
@@ -363,8 +366,9 @@ def _check_same_experiment(study: optuna.Study, cfg: argparse.Namespace, space: 
         study.set_user_attr("experiment", current)
         return
     changes = []
+    renamed = renamed_flags()  # a study begun before a flag was renamed recorded its former name
     for part, prefix in (("train", "--"), ("space", "space: ")):
-        old, new = recorded.get(part, {}), current[part]
+        old, new = {renamed.get(k, k): v for k, v in recorded.get(part, {}).items()}, current[part]
         changes += [
             f"{prefix}{k}: {old.get(k)} → {new.get(k)}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
         ]

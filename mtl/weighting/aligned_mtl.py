@@ -3,7 +3,7 @@
 The task gradients G = [g_1 … g_K] are replaced by Ĝ = G·B, whose columns are orthogonal and of equal
 norm (condition number 1): with the eigendecomposition GᵀG = V Λ Vᵀ (eigenvalues below the numerical
 rank dropped), B = √λ_min · V Λ^{-1/2} Vᵀ, so ĜᵀĜ = λ_min·I. The update is Σ_t ĝ_t = G·B·1.
-``--weighting_aligned_scale`` picks the common norm: the smallest eigenvalue (``min``, the paper), the
+``--weighting_aligned_mtl_scale`` picks the common norm: the smallest eigenvalue (``min``, the paper), the
 median or the mean (``rmse``). On the representation it is the paper's Aligned-MTL-UB.
 """
 
@@ -39,22 +39,24 @@ def alignment_matrix(gram: Any, scale: str = "min") -> Any:
 
 @register_weighting("aligned_mtl")
 class AlignedMTL(GradientWeighting):
+    renamed_flags = {"weighting_aligned_scale": "weighting_aligned_mtl_scale"}
+
     def __init__(
         self, tasks: Sequence[str], weights: Mapping[str, float] | None = None, *, scale: str = "min", **kw: Any
     ) -> None:
         super().__init__(tasks, weights, **kw)
         if scale not in SCALES:
-            raise ValueError(f"--weighting_aligned_scale must be one of {SCALES}, got {scale!r}")
+            raise ValueError(f"--weighting_aligned_mtl_scale must be one of {SCALES}, got {scale!r}")
         self.scale = scale
 
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
-        group.add_argument("--weighting_aligned_scale", default="min", choices=SCALES,
+        group.add_argument("--weighting_aligned_mtl_scale", default="min", choices=SCALES,
                            help="common norm² of the aligned gradients: smallest, median or mean eigenvalue")
 
     @classmethod
     def options(cls, flags: argparse.Namespace) -> dict[str, Any]:
-        return {"scale": flags.weighting_aligned_scale}
+        return {"scale": flags.weighting_aligned_mtl_scale}
 
     def coefficients(self, gram: Tensor, losses: Tensor) -> Tensor:
         import torch

@@ -8,8 +8,9 @@ combine them, and write the result into their ``.grad``. Either way it records t
 in ``weights`` (task → float or 0-dim tensor) for the logs.
 
 A method is one class registered with ``@register_weighting("name")``; its own hyper-parameters are flags
-``--weighting_<method>_<option>`` declared in ``add_arguments`` (``--weighting_on`` is common to all, see
-``mtl.config``). Learnable weights are returned by ``parameters()`` (the trainer registers them with the
+``--weighting_<method>_<option>`` declared in ``add_arguments`` (the registry refuses any other name;
+``--weighting_on`` is common to all, see ``mtl.config``), and a flag renamed since keeps working under its
+former name through ``renamed_flags``. Learnable weights are returned by ``parameters()`` (the trainer registers them with the
 model, so they move with it, are optimised with it and saved in its state dict); any other state (running
 averages, loss history, a method's own optimiser, its random generator) goes through ``state_dict()``.
 
@@ -29,17 +30,38 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from mtl.flags import flag_key
 from mtl.plugins import Registry
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
 WEIGHTINGS: Registry[type[Weighting]] = Registry("loss weighting", "mtl.weighting")
-register_weighting = WEIGHTINGS.register
 
 Backward = Callable[["Tensor"], None]
 
-ON_CHOICES = ("auto", "parameters", "representation")  # --weighting_on
+
+def register_weighting(name: str) -> Callable[[type[Weighting]], type[Weighting]]:
+    """Class decorator: ``@register_weighting("name")`` makes the method ``--loss_weighting name``. Its flags must
+    be ``--weighting_<name>_<option>`` (so that two methods cannot clash, and a reader knows whose flag it is);
+    ValueError naming the method and the flag otherwise."""
+
+    def decorator(cls: type[Weighting]) -> type[Weighting]:
+        scratch = argparse.ArgumentParser(add_help=False)
+        cls.add_arguments(scratch.add_argument_group(name))
+        prefix = f"weighting_{name}_"
+        for flag in (s for action in scratch._actions for s in action.option_strings):
+            if not flag_key(flag).startswith(prefix):
+                raise ValueError(f"loss weighting {name!r}: its flag {flag} must be named --{prefix}<option>")
+        return WEIGHTINGS.register(name)(cls)
+
+    return decorator
+
+
+def renamed_flags() -> dict[str, str]:
+    """Former flag names of the registered methods → today's (without dashes): what old command lines, presets and
+    recorded runs may still say (accepted with a note naming the new name)."""
+    return {old: new for _, method in WEIGHTINGS.items() for old, new in method.renamed_flags.items()}
 
 
 @dataclass
@@ -60,6 +82,8 @@ class Weighting:
     # trainer then evaluates them (no gradient, normalisation statistics untouched) and calls after_step().
     needs_losses_after_step: ClassVar[bool] = False
     wants_representation: bool = False  # capture the shared features for StepContext.representation
+    # Former names of the method's flags → today's, without dashes ({"weighting_old": "weighting_<name>_new"}).
+    renamed_flags: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, tasks: Sequence[str], weights: Mapping[str, float]) -> None:
         if not tasks or len(set(tasks)) != len(tasks):
@@ -76,7 +100,7 @@ class Weighting:
 
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
-        """The method's own flags, each named ``--weighting_<option>``."""
+        """The method's own flags, each named ``--weighting_<name>_<option>``."""
 
     @classmethod
     def from_flags(cls, flags: argparse.Namespace, tasks: Sequence[str]) -> Weighting:

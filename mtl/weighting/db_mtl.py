@@ -2,8 +2,8 @@
 
 Loss-scale balancing: every task trains on log L_t, whose gradient is ∇L_t / L_t. Gradient-magnitude
 balancing: the shared gradients of the log losses are smoothed by an exponential moving average,
-ĝ_t ← g_t + β_k·(ĝ_t − g_t) with β_k = β / k^σ at optimiser step k (``--weighting_dbmtl_beta`` 0.9,
-``--weighting_dbmtl_beta_sigma`` 0, LibMTL's defaults, starting from ĝ = 0), and each is rescaled to the
+ĝ_t ← g_t + β_k·(ĝ_t − g_t) with β_k = β / k^σ at optimiser step k (``--weighting_db_mtl_beta`` 0.9,
+``--weighting_db_mtl_beta_sigma`` 0, LibMTL's defaults, starting from ĝ = 0), and each is rescaled to the
 largest norm: d = Σ_t (max_s ‖ĝ_s‖ / ‖ĝ_t‖)·ĝ_t. The task-specific layers get ∇L_t / L_t. Under DDP and
 accumulation the logarithm is applied to the loss of the whole batch (the gradient divided by the mean
 loss), not per process or per batch. The moving averages are K vectors of the shared parameters' size,
@@ -30,6 +30,9 @@ EPS = 1e-8
 class DBMTL(GradientWeighting):
     on_choices = ("parameters",)
     weights_task_layers = True
+    renamed_flags = {
+        "weighting_dbmtl_beta": "weighting_db_mtl_beta", "weighting_dbmtl_beta_sigma": "weighting_db_mtl_beta_sigma"
+    }
 
     def __init__(
         self,
@@ -42,21 +45,21 @@ class DBMTL(GradientWeighting):
     ) -> None:
         super().__init__(tasks, weights, **kw)
         if not 0 <= beta <= 1:
-            raise ValueError(f"--weighting_dbmtl_beta must lie in [0, 1], got {beta}")
+            raise ValueError(f"--weighting_db_mtl_beta must lie in [0, 1], got {beta}")
         self.beta, self.beta_sigma = beta, beta_sigma
         self.steps = 0
         self.averages: Tensor | None = None
 
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
-        group.add_argument("--weighting_dbmtl_beta", type=non_negative_float, default=0.9,
+        group.add_argument("--weighting_db_mtl_beta", type=non_negative_float, default=0.9,
                            help="moving-average rate of the log-loss gradients")
-        group.add_argument("--weighting_dbmtl_beta_sigma", type=non_negative_float, default=0.0,
+        group.add_argument("--weighting_db_mtl_beta_sigma", type=non_negative_float, default=0.0,
                            help="the rate decays as beta / step^sigma")
 
     @classmethod
     def options(cls, flags: argparse.Namespace) -> dict[str, Any]:
-        return {"beta": flags.weighting_dbmtl_beta, "beta_sigma": flags.weighting_dbmtl_beta_sigma}
+        return {"beta": flags.weighting_db_mtl_beta, "beta_sigma": flags.weighting_db_mtl_beta_sigma}
 
     def combine(self, grads: Tensor, losses: Tensor) -> Tensor:
         self.steps += 1

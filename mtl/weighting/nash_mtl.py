@@ -6,8 +6,8 @@ min_{α>0} ½·αᵀ(GᵀG)α − Σ log α_t, solved here by SciPy's SLSQP (wit
 unit Frobenius norm (α for the unscaled matrix is α̂ / √scale). A ridge of 1e-9 on that scaled matrix keeps
 the problem bounded when the gradients are linearly dependent (e.g. two exactly opposite gradients, for
 which no bargaining solution exists). As in the paper's code the task-specific layers get Σ α_t ∇L_t too,
-the shared gradient is clipped to ``--weighting_nash_max_norm`` (1.0; 0 = off) and the weights may be
-recomputed only every ``--weighting_nash_update_every`` steps (1), the steps in between being one ordinary
+the shared gradient is clipped to ``--weighting_nash_mtl_max_norm`` (1.0; 0 = off) and the weights may be
+recomputed only every ``--weighting_nash_mtl_update_every`` steps (1), the steps in between being one ordinary
 backward pass of Σ α_t L_t.
 """
 
@@ -51,6 +51,10 @@ def bargaining_weights(gram: Any, start: Any = None) -> Any:
 @register_weighting("nash_mtl")
 class NashMTL(GradientWeighting):
     weights_task_layers = True
+    renamed_flags = {
+        "weighting_nash_update_every": "weighting_nash_mtl_update_every",
+        "weighting_nash_max_norm": "weighting_nash_mtl_max_norm",
+    }
 
     def __init__(
         self,
@@ -63,21 +67,21 @@ class NashMTL(GradientWeighting):
     ) -> None:
         super().__init__(tasks, weights, max_norm=max_norm, **kw)
         if update_every < 1:
-            raise ValueError(f"--weighting_nash_update_every must be ≥ 1, got {update_every}")
+            raise ValueError(f"--weighting_nash_mtl_update_every must be ≥ 1, got {update_every}")
         self.update_every = update_every
         self.steps = 0  # optimiser steps taken
         self.alpha: Tensor | None = None
 
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
-        group.add_argument("--weighting_nash_update_every", type=positive_int, default=1,
+        group.add_argument("--weighting_nash_mtl_update_every", type=positive_int, default=1,
                            help="solve for the weights every N optimiser steps (reused in between)")
-        group.add_argument("--weighting_nash_max_norm", type=non_negative_float, default=1.0,
+        group.add_argument("--weighting_nash_mtl_max_norm", type=non_negative_float, default=1.0,
                            help="clip the shared parameters' gradient to this norm (0: off)")
 
     @classmethod
     def options(cls, flags: argparse.Namespace) -> dict[str, Any]:
-        return {"update_every": flags.weighting_nash_update_every, "max_norm": flags.weighting_nash_max_norm}
+        return {"update_every": flags.weighting_nash_mtl_update_every, "max_norm": flags.weighting_nash_mtl_max_norm}
 
     def coefficients(self, gram: Tensor, losses: Tensor) -> Tensor:
         import torch
