@@ -106,10 +106,10 @@ def fastest(rows: list[dict[str, Any]], model: str) -> dict[str, Any]:
 
 
 def generate(root: Path, count: int, size: tuple[int, int], workers: int) -> None:
-    from mtl.data.synth import generate_dataset
+    from mtl.datasets import DATASETS
 
-    generate_dataset(root, num_train=count, num_val=max(2, count // 50), num_test=0, width=size[0], height=size[1],
-                     seed=0, workers=workers)
+    DATASETS["miniscapes"].generate(root, num_train=count, num_val=max(2, count // 50), num_test=0, width=size[0],
+                                    height=size[1], seed=0, workers=workers)
 
 
 def loader_section(root: Path, size: dict[str, Any]) -> float:

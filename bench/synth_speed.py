@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mtl.data.synth import generate_dataset, render_sample
+from mtl.data.synth import render_sample
+from mtl.datasets import DATASETS
 
 
 def render_rate(n: int, width: int, height: int) -> tuple[float, float]:
@@ -33,8 +34,8 @@ def generate_rate(n: int, width: int, height: int, workers: int) -> tuple[float,
     """Images/s and CPU seconds per image of this process (the whole cost with 1 worker)."""
     with tempfile.TemporaryDirectory() as tmp:
         start, cpu = time.perf_counter(), time.process_time()
-        generate_dataset(Path(tmp) / "data", num_train=n, num_val=0, num_test=0, width=width, height=height,
-                         seed=1, workers=workers)
+        DATASETS["miniscapes"].generate(Path(tmp) / "data", num_train=n, num_val=0, num_test=0, width=width,
+                                        height=height, seed=1, workers=workers)
         return n / (time.perf_counter() - start), (time.process_time() - cpu) / n
 
 

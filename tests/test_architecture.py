@@ -106,7 +106,8 @@ class BrightnessError(torchmetrics.Metric):
 
 # --- a toy layout: <root>/<split>/<i>.npz holding rgb and brightness ----------------------------------------
 class NpzLayout(DatasetLayout):
-    info = DatasetInfo(name="toy_npz", tasks=("toy_brightness",), default_tasks=("toy_brightness",))
+    info = DatasetInfo(name="toy_npz", stored_tasks=("toy_brightness",), default_tasks=("toy_brightness",))
+    codecs = {"toy_brightness": Codec(".npy", np.load, np.save)}
 
     def splits(self) -> tuple[str, ...]:
         return tuple(s for s in ("train", "val") if (self.root / s).is_dir())
@@ -114,18 +115,14 @@ class NpzLayout(DatasetLayout):
     def split_size(self, split: str) -> int:
         return len(list((self.root / split).glob("*.npz")))
 
-    def tasks_in(self, split: str) -> tuple[str, ...]:
-        return self.info.tasks
+    def stored_tasks_in(self, split: str) -> tuple[str, ...]:
+        return self.info.stored_tasks
 
     def read(self, split: str, index: int, tasks: Sequence[str]) -> dict[str, np.ndarray]:
         with np.load(self.root / split / f"{index}.npz") as sample:
             out = {"rgb": sample["rgb"]}
             out.update({task: sample["brightness"] for task in tasks})
         return out
-
-    @classmethod
-    def codec(cls, task: str) -> Codec:
-        return Codec(".npy", np.load, np.save)
 
 
 def write_npz_dataset(root: Path) -> Path:

@@ -20,8 +20,7 @@ from PIL import Image
 from mtl.cli.main import main
 from mtl.data.formats import DataFormatError
 from mtl.data.synth import render_sample
-from mtl.data.synth.dataset import generate_dataset
-from mtl.data.synth.layouts import CITYSCAPES_BASELINE_M, render_with_focal, sample_prefix
+from mtl.datasets.cityscapes import CITYSCAPES_BASELINE_M, sample_prefix
 from mtl.datasets import DATASETS
 
 LAYOUT = DATASETS["cityscapes"]
@@ -83,8 +82,8 @@ def written(tmp_path: Path):
 def test_the_classes_are_the_official_train_ids():
     names = [trainId2label[i].name for i in range(19)]
     colors = [tuple(trainId2label[i].color) for i in range(19)]
-    assert list(LAYOUT.info.class_names) == names
-    assert [tuple(c) for c in LAYOUT.info.class_colors] == colors
+    assert list(LAYOUT.info.task_info["semseg"].class_names) == names
+    assert [tuple(c) for c in LAYOUT.info.task_info["semseg"].class_colors] == colors
 
 
 def test_decoding_equals_the_formulas(written):
@@ -225,7 +224,7 @@ def test_training_stops_with_the_bad_file_named(written, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cs_synth") / "data"
-    generate_dataset(root, num_train=4, num_val=3, num_test=1, width=128, height=64, seed=3, workers=1, layout="cityscapes")
+    LAYOUT.generate(root, num_train=4, num_val=3, num_test=1, width=128, height=64, seed=3, workers=1)
     return root
 
 
@@ -234,17 +233,15 @@ def test_generated_tree_reads_back_as_rendered(generated, capsys):
     assert [layout.split_size(s) for s in ("train", "val", "test")] == [4, 3, 1]
     assert layout.sample_name("val", 2) == sample_prefix(2) == "synth_000000_000002"
     for i in range(3):
-        rendered, focal = render_with_focal(3, "val", i, 128, 64)
         reference = render_sample(3, "val", i, 128, 64)
-        np.testing.assert_array_equal(rendered.semseg, reference.semseg)  # one scene build, the same sample
         camera = json.loads((generated / f"camera/val/synth/{sample_prefix(i)}_camera.json").read_text())
-        assert camera["extrinsic"]["baseline"] == CITYSCAPES_BASELINE_M and camera["intrinsic"]["fx"] == focal
+        assert camera["extrinsic"]["baseline"] == CITYSCAPES_BASELINE_M and camera["intrinsic"]["fx"] == reference.focal
         sample = layout.read("val", i, ("semseg", "depth"))
         np.testing.assert_array_equal(sample["rgb"], reference.rgb)  # PNG: lossless
         np.testing.assert_array_equal(sample["semseg"], reference.semseg)  # trainId → labelId → trainId
         valid = np.isfinite(reference.depth)
         np.testing.assert_array_equal(np.isfinite(sample["depth"]), valid)
-        d = CITYSCAPES_BASELINE_M * focal / reference.depth[valid].astype(np.float64)
+        d = CITYSCAPES_BASELINE_M * reference.focal / reference.depth[valid].astype(np.float64)
         bound = 0.5 / (256 * d - 0.5)  # half a code of 1/256 pixel, relative to the disparity
         error = np.abs(sample["depth"][valid] / reference.depth[valid] - 1)
         assert (error <= bound + 1e-6).all()
@@ -304,7 +301,7 @@ def test_official_evaluator_agrees_on_random_predictions(generated, tmp_path):
         layout.write_prediction(out, "semseg", layout.sample_name("val", i), ids)
         gt.append(layout.read("val", i, ("semseg",))["semseg"])
         pred.append(ids)
-    ours = dict(zip(LAYOUT.info.class_names, our_ious(gt, pred)))
+    ours = dict(zip(LAYOUT.info.task_info["semseg"].class_names, our_ious(gt, pred)))
     official = official_evaluator(generated, out / "semseg")
     worst = largest_difference(ours, official)
     print(f"largest |IoU difference| vs the official evaluator (random predictions): {worst:.3g}")
@@ -327,7 +324,7 @@ def test_train_predict_and_the_official_evaluator(generated, tmp_path, capsys):
     with Image.open(out / "semseg" / files[0]) as image:
         assert image.mode == "L" and image.size == (128, 64)
     official = official_evaluator(generated, out / "semseg")
-    worst = largest_difference(metrics["iou_per_class"], official)
+    worst = largest_difference(metrics["tasks"]["semseg"]["iou_per_class"], official)
     with capsys.disabled():
         print(f"\nlargest |IoU difference| vs the official evaluator (trained model): {worst:.3g}")
     assert worst < 1e-12

@@ -19,9 +19,9 @@ from PIL import Image
 from mtl.cli.main import main
 from mtl.data.formats import DataFormatError
 from mtl.data.synth import render_sample
-from mtl.data.synth.dataset import generate_dataset
-from mtl.data.synth.layouts import DISPARITY_SCALE, NYU13_OF_TRAIN_ID
 from mtl.datasets import DATASETS
+from mtl.datasets.cityscapes_npy import DISPARITY_SCALE
+from mtl.datasets.nyuv2 import NYU13_OF_TRAIN_ID
 
 
 def save(root: Path, split: str, folder: str, index: int, array: np.ndarray) -> Path:
@@ -83,8 +83,8 @@ def test_cityscapes_npy_decodes_what_was_written(cityscapes_npy):
     root, truth = cityscapes_npy
     for classes in (7, 19):
         layout = layout_of("cityscapes_npy", root, num_classes=classes)
-        assert layout.info.num_classes == classes and DATASETS["cityscapes_npy"].info_for(
-            argparse.Namespace(num_classes=classes)).num_classes == classes
+        assert layout.info.task_info["semseg"].num_classes == classes and DATASETS["cityscapes_npy"].info_for(
+            argparse.Namespace(num_classes=classes)).task_info["semseg"].num_classes == classes
         assert layout.splits() == ("train", "val") and layout.split_size("train") == 3
         for (split, i), arrays in truth.items():
             sample = layout.read(split, i, ("semseg", "depth"))
@@ -93,10 +93,10 @@ def test_cityscapes_npy_decodes_what_was_written(cityscapes_npy):
             stored = arrays["depth"][..., 0]
             np.testing.assert_array_equal(sample["depth"], np.where(stored > 0, stored, np.nan).astype(np.float32))
             assert sample["rgb"].shape == (8, 16, 3) and sample["semseg"].shape == sample["depth"].shape == (8, 16)
-    names7 = layout_of("cityscapes_npy", root, num_classes=7).info.class_names
+    names7 = layout_of("cityscapes_npy", root, num_classes=7).info.task_info["semseg"].class_names
     categories = sorted({(trainId2label[t].categoryId, trainId2label[t].category) for t in range(19)})
     assert list(names7) == [name for _, name in categories]  # the official table's categories, in id order
-    assert "not metres" in DATASETS["cityscapes_npy"].info.depth_unit
+    assert "not metres" in DATASETS["cityscapes_npy"].info.task_info["depth"].unit
 
 
 def test_nyuv2_decodes_what_was_written(nyuv2):
@@ -154,7 +154,7 @@ def test_each_bad_file_is_one_line_naming_it(request, capsys, bad):
     assert len(lines) == 2 and lines[0].startswith(f"{root}/{message}"), lines
     split, _, index = message.split(":")[0].split("/")
     with pytest.raises(DataFormatError) as info:
-        DATASETS[name](root).read(split, int(index.removesuffix(".npy")), DATASETS[name].info.tasks)
+        DATASETS[name](root).read(split, int(index.removesuffix(".npy")), DATASETS[name].info.stored_tasks)
     assert str(info.value).startswith(f"{root}/{message}") and "\n" not in str(info.value)
 
 
@@ -200,7 +200,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     roots = {}
     for layout, (w, h) in (("cityscapes_npy", (128, 64)), ("nyuv2", (96, 72))):
         roots[layout] = base / layout
-        generate_dataset(roots[layout], num_train=4, num_val=2, num_test=0, width=w, height=h, seed=2, workers=1, layout=layout)
+        DATASETS[layout].generate(roots[layout], num_train=4, num_val=2, num_test=0, width=w, height=h, seed=2, workers=1)
     return roots
 
 
@@ -253,11 +253,12 @@ def test_train_validate_and_predict(generated, tmp_path, capsys, name, extra):
     assert main(["predict", "--checkpoint", str(run / "checkpoints" / "best.ckpt"), "--split", "val",
                  "--dataset_root", str(root), "--out", str(out), "--device", "cpu"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert len(metrics["iou_per_class"]) == DATASETS[name].info.num_classes
+    num_classes = DATASETS[name].info.task_info["semseg"].num_classes
+    assert len(metrics["tasks"]["semseg"]["iou_per_class"]) == num_classes
     layout = DATASETS[name](root)
     codec = layout.codec("semseg")
     ids = codec.read(out / "semseg" / "1.npy")
-    assert ids.shape == layout.image_size("val") and ids.max() < DATASETS[name].info.num_classes
+    assert ids.shape == layout.image_size("val") and ids.max() < num_classes
     depth = np.load(out / "depth" / "1.npy")
     assert depth.shape == (*layout.image_size("val"), 1) and (depth > 0).all()
     if name == "nyuv2":
@@ -284,7 +285,7 @@ def test_seven_classes_build_a_seven_class_model(generated):
 
     root = generated["cityscapes_npy"]
     cfg = parse_config(["--dataset", "cityscapes_npy", "--num_classes", "7", "--dataset_root", str(root), *TRAIN])
-    assert DATASETS["cityscapes_npy"].from_flags(cfg).info.num_classes == 7  # the layout has it right
+    assert DATASETS["cityscapes_npy"].from_flags(cfg).info.task_info["semseg"].num_classes == 7  # the layout has it right
     predictor = Predictor.from_flags(cfg, {"depth": {"mean": 0.2, "std": 0.1}})
-    assert predictor.tasks["semseg"].info.class_names[-1] == "vehicle"
+    assert predictor.tasks["semseg"].task_info.class_names[-1] == "vehicle"
     assert predictor.tasks["semseg"].output().channels == 7

@@ -287,12 +287,33 @@ def test_rejects_missing_predictions(tmp_path, gt_dir, capsys):
         ("predictions/depth/01.png", "unexpected entry 'predictions/depth/01.png'"),
         ("predictions/notes.txt", "unexpected entry 'predictions/notes.txt'"),
         ("predictions/semseg/0.jpg", "unexpected entry 'predictions/semseg/0.jpg'"),
-        ("predictions/rgb/0.png", "unexpected entry 'predictions/rgb/0.png'"),
+        ("predictions/depth/extra/1.png", "unexpected entry 'predictions/depth/extra/1.png'"),
+        ("predictions/no task/0.png", "unexpected entry 'predictions/no task/0.png'"),
     ],
 )
 def test_rejects_extra_prediction_files(tmp_path, gt_dir, capsys, name, message):
     submission = write_zip(tmp_path / "s.zip", {**perfect_entries(gt_dir), name: png(np.zeros((H, W)))})
     expect_rejection(capsys, submission, gt_dir, message)
+
+
+def test_other_tasks_predictions_are_packed_but_never_read(tmp_path, gt_dir, capsys):
+    """A submission holds every prediction file a run writes (normals, a Cityscapes-layout run's depth .npy):
+    the grader scores semseg and depth as without them and never decodes the others (garbage here, and larger
+    than the per-entry limit of what it reads); they count towards the archive's total size limit."""
+    others = {
+        "predictions/normals/0.png": b"not a png",
+        "predictions/toy_edges/0_edges.npy": pickle.dumps(object()),
+        "predictions/depth_metres/sub/0.npy": bytes(100_000),
+    }
+    rc, out, err = grade(capsys, write_zip(tmp_path / "plain.zip", perfect_entries(gt_dir)), "--gt", gt_dir)
+    assert rc == 0, err
+    packed = write_zip(tmp_path / "packed.zip", {**perfect_entries(gt_dir), **others})
+    rc, packed_out, err = grade(capsys, packed, "--gt", gt_dir, "--max-entry-mib", "0.05")
+    assert rc == 0, err
+    assert json.loads(packed_out) == json.loads(out)
+    total = sum(len(data) for data in {**perfect_entries(gt_dir), **others}.values())
+    rc, _, err = grade(capsys, packed, "--gt", gt_dir, "--max-total-gib", str((total - 1) / 2**30))
+    assert rc == 1 and f"entries declare {total} bytes uncompressed, over the limit" in err
 
 
 def replace_entry(tmp_path: Path, gt_dir: Path, name: str, data: bytes) -> Path:
@@ -351,3 +372,24 @@ def test_rejects_undecodable_pngs(tmp_path, gt_dir, capsys):
 def test_reports_a_missing_ground_truth_folder(tmp_path, capsys):
     submission = write_zip(tmp_path / "s.zip", {})
     expect_rejection(capsys, submission, tmp_path / "nogt", "ground-truth folder not found")
+
+
+def test_submission_packs_every_prediction_file_a_layout_writes(tmp_path):
+    """A Cityscapes-layout run writes labelId PNGs and depth .npy files: both are packed, as is any other task's."""
+    from mtl.benchmark.submission import pack_submission
+
+    run = tmp_path / "run"
+    written = {
+        "predictions/semseg/aachen_000000_000019_labelIds.png": png(np.zeros((H, W))),
+        "predictions/depth/aachen_000000_000019_depth.npy": b"\x93NUMPY depth",
+        "predictions/normals/sub/0.png": png(np.ones((H, W))),
+        "checkpoints/best.ckpt": b"weights",
+        "metrics.csv": b"epoch\n0\n",
+    }
+    for name, data in written.items():
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_bytes(data)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"resumable, not submitted")
+    with zipfile.ZipFile(pack_submission(run)) as zf:
+        assert sorted(zf.namelist()) == sorted(written)
+        assert all(zf.read(name) == data for name, data in written.items())

@@ -15,7 +15,6 @@ from PIL import Image
 
 from mtl.cli.main import main
 from mtl.data.formats import read_normals
-from mtl.data.synth import generate_dataset
 from mtl.data.transforms import PerspectiveCrop, Target, WarpParams
 from mtl.datasets import DATASETS
 from mtl.metrics.normals import NormalsMetrics
@@ -101,7 +100,7 @@ def test_flip_back_of_tta_undoes_a_mirrored_view() -> None:
 @pytest.mark.slow
 def test_three_tasks_train_log_normals_metrics_and_predict_a_picture(tmp_path: Path, capsys) -> None:
     data = tmp_path / "data"
-    generate_dataset(data, num_train=4, num_val=2, num_test=1, width=128, height=64, seed=0, workers=1)
+    DATASETS["miniscapes"].generate(data, num_train=4, num_val=2, num_test=1, width=128, height=64, seed=0, workers=1)
     run = tmp_path / "run"
     flags = [*FAST_TRAIN_FLAGS, "--tasks", "semseg,depth,normals", "--num_epochs", "1", "--prepare_submission", "no"]
     for model in ("deeplabv3p", "branched", "distillation"):

@@ -190,12 +190,20 @@ def test_split_mode_writes_dataset_files_and_prints_metrics(
     flags = ["--split", "val", "--dataset_root", str(dataset), "--out", str(out), "--batch_size", "2"]
     assert main(["predict", "--checkpoint", str(checkpoint), *flags]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert list(printed)[:4] == ["grader", "miou", "si_log_rmse", "total"]
     assert json.loads((out / "metrics.json").read_text()) == printed
+    # keyed by task, the dataset's scores apart: no task's names merge with another's or with the scores
+    assert list(printed) == ["scores", "tasks"] and list(printed["scores"]) == ["grader", "total"]
+    assert list(printed["tasks"]) == ["semseg", "depth"]
+    assert list(printed["tasks"]["semseg"]) == ["miou", "pixel_accuracy", "iou_per_class"]
+    assert list(printed["tasks"]["depth"]) == ["si_log_rmse", "depth_metrics"]
     val = val_split(dataset, module)
     reference = evaluate_split(module, val, batch_size=2)  # the CLI's batches
-    for key in ("grader", "miou", "si_log_rmse", "total"):
-        assert printed[key] == pytest.approx(reference[key], abs=1e-9), key
+    miou, si = printed["tasks"]["semseg"]["miou"], printed["tasks"]["depth"]["si_log_rmse"]
+    assert miou == pytest.approx(reference["tasks"]["semseg"]["miou"], abs=1e-9)
+    assert si == pytest.approx(reference["tasks"]["depth"]["si_log_rmse"], abs=1e-9)
+    # the course grader and total of the two summaries, computed here
+    assert printed["scores"]["grader"] == pytest.approx(max(miou - 50, 0) + max(50 - si, 0), abs=1e-9)
+    assert printed["scores"]["total"] == pytest.approx(miou - si, abs=1e-9)
     assert sorted(p.name for p in (out / "semseg").iterdir()) == ["0.png", "1.png", "2.png"]
     for batch in ([0, 1], [2]):
         pred = module.predict(torch.stack([val[i]["rgb"] for i in batch]))

@@ -18,6 +18,7 @@ from mtl.data.formats import (
     ZMAX,
     ZMIN,
     DataFormatError,
+    atomic_write,
     decode_normals,
     encode_depth,
     encode_normals,
@@ -28,9 +29,8 @@ from mtl.data.formats import (
     write_rgb,
 )
 from mtl.datasets import DATASETS
-from mtl.data.synth import generate_dataset, render_sample
+from mtl.data.synth import render_sample
 from mtl.data.synth.camera import Camera
-from mtl.data.synth.layouts import atomic_write
 from mtl.data.synth.materials import Solid
 from mtl.data.synth.parts import Part
 from mtl.data.synth import render
@@ -42,6 +42,7 @@ from mtl.data.synth.sheet import contact_sheet
 from mtl.data.synth.shapes import Box, Cylinder, Ellipsoid
 
 ROAD, SKY, CAR, BUILDING = CLASS_ID["road"], CLASS_ID["sky"], CLASS_ID["car"], CLASS_ID["building"]
+MINISCAPES = DATASETS["miniscapes"]
 
 
 def _level_camera(width: int = 64, height: int = 32, cam_height: float = 1.5) -> Camera:
@@ -226,7 +227,7 @@ def test_render_sample_rejects_bad_arguments(kwargs, message):
 
 def test_generate_dataset_writes_the_miniscapes_layout(tmp_path: Path):
     root = tmp_path / "synth"
-    generate_dataset(root, num_train=3, num_val=2, num_test=2, width=128, height=64, seed=5, workers=2)
+    MINISCAPES.generate(root, num_train=3, num_val=2, num_test=2, width=128, height=64, seed=5, workers=2)
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
     expected = ["synth.json"]
     for split, n in (("train", 3), ("val", 2)):
@@ -289,14 +290,14 @@ def test_generate_dataset_writes_the_miniscapes_layout(tmp_path: Path):
 def test_generate_dataset_rejects_bad_arguments(tmp_path: Path, kwargs, message):
     args = dict(num_train=1, num_val=1, num_test=1, width=128, height=64, seed=0, workers=1) | kwargs
     with pytest.raises(ValueError, match=message):
-        generate_dataset(tmp_path / "out", **args)
+        MINISCAPES.generate(tmp_path / "out", **args)
     assert not (tmp_path / "out").exists()
 
 
 def test_generate_dataset_refuses_a_non_empty_folder(tmp_path: Path):
     (tmp_path / "old.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="not an empty folder"):
-        generate_dataset(tmp_path, 1, 0, 0, 128, 64, 0, workers=1)
+        MINISCAPES.generate(tmp_path, 1, 0, 0, 128, 64, 0, workers=1)
     assert [p.name for p in tmp_path.iterdir()] == ["old.txt"]
 
 
@@ -429,7 +430,7 @@ def test_normals_png_agree_with_a_plane_fitted_to_the_depth_png(tmp_path: Path):
     with coefficients along the plane's normal, so a least-squares fit to the 8-bit depth PNG gives
     the road normal, to compare with the normals PNG (and their masks must coincide)."""
     root = tmp_path / "synth"
-    generate_dataset(root, num_train=0, num_val=3, num_test=0, width=256, height=128, seed=0, workers=1)
+    MINISCAPES.generate(root, num_train=0, num_val=3, num_test=0, width=256, height=128, seed=0, workers=1)
     for index in range(3):
         codes = np.asarray(Image.open(root / f"val/depth/{index}.png"))
         normals = read_normals(root / f"val/normals/{index}.png")

@@ -97,8 +97,8 @@ def test_two_epochs_write_a_complete_run_directory(dataset: Path, tmp_path: Path
     assert best["mtl"]["epoch"] in (0, 1)
     best_row = val_rows[best["mtl"]["epoch"]]  # equal graders (e.g. 0) are told apart by total: the trainer's rule
     assert float(best_row["metrics_summary/grader"]) == max(float(r["metrics_summary/grader"]) for r in val_rows)
-    assert scores["miou"] == pytest.approx(float(best_row["metrics_summary/semseg"]), abs=1e-4)
-    assert scores["si_log_rmse"] == pytest.approx(float(best_row["metrics_summary/depth"]), abs=1e-4)
+    assert scores["tasks"]["semseg"]["miou"] == pytest.approx(float(best_row["metrics_summary/semseg"]), abs=1e-4)
+    assert scores["tasks"]["depth"]["si_log_rmse"] == pytest.approx(float(best_row["metrics_summary/depth"]), abs=1e-4)
 
 
 def test_resume_rules_refusals_and_longer_training(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -183,9 +183,10 @@ def test_ddp_two_processes_report_single_process_metrics(dataset: Path, tmp_path
     # 5 validation images over 2 processes (3 + 2): no sample padded or dropped
     module = load_predictor(run / "checkpoints" / "last.ckpt")
     single = evaluate_split(module, val_split(dataset, module), batch_size=2)
-    assert float(row["metrics_summary/semseg"]) == pytest.approx(single["miou"], abs=1e-4)
-    assert float(row["metrics_summary/depth"]) == pytest.approx(single["si_log_rmse"], abs=1e-4)
-    assert float(row["metrics_task_depth/rmse"]) == pytest.approx(single["depth_metrics"]["rmse"], rel=1e-5)
+    semseg, depth = single["tasks"]["semseg"], single["tasks"]["depth"]
+    assert float(row["metrics_summary/semseg"]) == pytest.approx(semseg["miou"], abs=1e-4)
+    assert float(row["metrics_summary/depth"]) == pytest.approx(depth["si_log_rmse"], abs=1e-4)
+    assert float(row["metrics_task_depth/rmse"]) == pytest.approx(depth["depth_metrics"]["rmse"], rel=1e-5)
 
 
 def test_log_depth_validation_matches_grader_on_written_pngs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

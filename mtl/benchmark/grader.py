@@ -3,8 +3,10 @@
 Submission layout (SPEC §6): ``predictions/semseg/<i>.png`` (mode P or L trainIds 0..18) and
 ``predictions/depth/<i>.png`` (mode L disparity codes 1..255, clamp policy) for every index ``i`` of the
 ground truth (``<gt>/semseg/<i>.png``, ``<gt>/depth/<i>.png``). Everything outside ``predictions/``
-(checkpoints, source.zip, metrics.csv) is ignored: never read, never unpickled, only its declared size
-counts towards the archive limit. The archive's layout is validated in full before any image is decoded.
+(checkpoints, source.zip, metrics.csv) and the prediction folders of other tasks (``predictions/<task>/…``,
+e.g. normals: a submission packs every prediction file a run writes) is ignored: never read, never unpickled,
+only its declared size counts towards the archive limit, and its name is vetted like every other (no path that
+escapes, no link). The archive's layout is validated in full before any image is decoded.
 
 Grading streams one image at a time: each prediction is read from the archive into memory, decoded,
 compared with its ground truth and dropped, so memory stays flat whatever the number of images.
@@ -38,6 +40,7 @@ DEFAULT_MAX_TOTAL_BYTES = 2 * GiB
 DEFAULT_MAX_ENTRY_BYTES = 64 * MiB
 
 _PREDICTION_NAME = re.compile(r"predictions/(semseg|depth)/(0|[1-9][0-9]*)\.png")
+_TASK_FOLDER = re.compile(r"predictions/([A-Za-z0-9_]+)/.+", re.DOTALL)  # a task's predictions (a task name is a word)
 
 
 def ground_truth_indices(gt_dir: str | Path) -> list[int]:
@@ -67,9 +70,12 @@ def _prediction_entries(archive: SafeZip, indices: list[int], gt: Path) -> dict[
             continue
         match = _PREDICTION_NAME.fullmatch(name)
         if not match:
+            other = _TASK_FOLDER.fullmatch(name)
+            if other and other.group(1) not in COURSE_TASKS:
+                continue  # another task's prediction: not scored, never read
             raise SubmissionError(
                 f"{archive.path}: unexpected entry {_shown(name)} "
-                "(predictions/ may only hold semseg/<i>.png and depth/<i>.png)"
+                "(predictions/ holds semseg/<i>.png, depth/<i>.png and other tasks' folders)"
             )
         task, index = match.group(1), int(match.group(2))
         if index not in wanted:

@@ -1,7 +1,9 @@
 """Test-split predictions from a run's best checkpoint, and submission.zip in the course's layout.
 
-Layout: predictions/<task>/<i>.png in the dataset's format, checkpoints/best.ckpt (the best model's
-weights and flags, not the resumable last.ckpt), source.zip, metrics.csv.
+Layout: predictions/<task>/<name><suffix>, every file the dataset's layout writes for a prediction (MiniScapes:
+<i>.png; Cityscapes: <name>_labelIds.png and <name>_depth.npy), checkpoints/best.ckpt (the best model's weights
+and flags, not the resumable last.ckpt), source.zip, metrics.csv. A grader reads what it scores and ignores the
+rest (``mtl.benchmark.grader``).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from mtl.inference.predictor import checkpoint_flags, load_predictor
 
 
 def pack_submission(log_dir: Path) -> Path:
-    """submission.zip next to the run's predictions, best checkpoint, source.zip and metrics.csv."""
+    """submission.zip next to the run's predictions (every file under predictions/), best checkpoint, source.zip
+    and metrics.csv."""
     path = log_dir / "submission.zip"
     tmp = path.with_name("submission.zip.tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        for file in sorted((log_dir / "predictions").rglob("*.png")):
+        for file in sorted(f for f in (log_dir / "predictions").rglob("*") if f.is_file()):
             zf.write(file, file.relative_to(log_dir).as_posix())
         best = log_dir / "checkpoints" / "best.ckpt"
         if best.is_file():

@@ -2,7 +2,8 @@
 
 `check` and `stats` take ``--dataset NAME`` (default miniscapes) and the layout's own flags (e.g.
 ``--num_classes`` of cityscapes_npy); the layout finds its own problems and reads its own files.
-`synth --layout` writes the generated world in one of the layouts it knows.
+`synth --layout NAME` writes the generated world in any registered layout that has a writer
+(``DatasetLayout.write_generated``), at the layout's own default size.
 
 Flag values that cannot work are refused by argparse (exit 2, ``argument --flag: ...``), before
 anything is written: negative counts, ``--workers 0``, a negative seed, images smaller than the
@@ -20,11 +21,12 @@ from pathlib import Path
 
 from mtl.flags import non_negative_int, positive_int
 
-# Repeated from mtl.data.synth.sample.MIN_SIZE, mtl.data.miniscapes.SPLITS and mtl.data.synth.dataset.LAYOUTS
-# so that `mtl --help` imports neither the renderer nor torch (tests/test_data_cli.py checks they agree).
+# Repeated from mtl.data.synth.sample.MIN_SIZE and mtl.data.miniscapes.SPLITS so that `mtl --help` imports
+# neither the renderer nor torch (tests/test_data_cli.py checks they agree).
 MIN_IMAGE_SIDE = 64
 SPLITS = ("train", "val", "test")
-SYNTH_LAYOUTS = ("miniscapes", "cityscapes", "cityscapes_npy", "nyuv2")
+DEFAULT_SYNTH_LAYOUT = "miniscapes"
+DEFAULT_TEST_SAMPLES = 100  # --num-test of a layout with a test split
 
 
 def image_side(value: str) -> int:
@@ -42,6 +44,13 @@ def png_path(value: str) -> str:
     return value
 
 
+def synth_layouts() -> dict[str, type]:
+    """The registered layouts the generator can write (those with ``synth_size``), by name."""
+    from mtl.datasets import DATASETS
+
+    return {name: layout for name, layout in DATASETS.items() if layout.synth_size is not None}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("data", help="generate, check and describe datasets")
     commands = parser.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
@@ -51,27 +60,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="generate the procedural street-scene dataset",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    layouts = synth_layouts()
+    sizes = ", ".join(f"{name} {w}x{h}" for name, (w, h) in ((n, l.synth_size) for n, l in layouts.items()))
+    without_test = [name for name, layout in layouts.items() if "test" not in layout.synth_splits]
     # default=SUPPRESS: no "(default: None)" after these two in --help (--out is required anyway)
     synth.add_argument("--out", required=True, default=argparse.SUPPRESS, help="output folder (new or empty)")
     synth.add_argument(
-        "--layout", default="miniscapes", choices=SYNTH_LAYOUTS,
-        help="file layout to write: miniscapes (rgb/semseg/depth/normals PNGs), cityscapes (leftImg8bit, gtFine "
-        "labelIds, 16-bit disparity, camera.json), cityscapes_npy (MTAN .npy, 7 and 19 classes, stored inverse "
-        "depth) or nyuv2 (MTAN/LibMTL .npy, 13 classes, metres, normals); see docs/DATASET.md",
+        "--layout", default=DEFAULT_SYNTH_LAYOUT, choices=tuple(layouts), metavar="NAME",
+        help=f"dataset layout to write the files in: {', '.join(layouts)} (each as `mtl train --dataset NAME` reads "
+        "it; see docs/DATASET.md)",
     )
     synth.add_argument("--num-train", type=non_negative_int, default=1000, help="train samples (≥ 0)")
     synth.add_argument("--num-val", type=non_negative_int, default=100, help="val samples (≥ 0)")
     synth.add_argument(
         "--num-test", type=non_negative_int, default=argparse.SUPPRESS,
-        help="test samples (≥ 0; default 100, and 0 for cityscapes_npy and nyuv2, which have no test split)",
+        help=f"test samples (≥ 0; default {DEFAULT_TEST_SAMPLES}, and 0 for a layout without a test split: "
+        f"{', '.join(without_test) or 'none'})",
     )
     synth.add_argument(
         "--width", type=image_side, default=argparse.SUPPRESS,
-        help=f"pixels (≥ {MIN_IMAGE_SIDE}; default 512, the published 256 for cityscapes_npy and 384 for nyuv2)",
+        help=f"pixels (≥ {MIN_IMAGE_SIDE}; default: the layout's width x height, {sizes})",
     )
     synth.add_argument(
         "--height", type=image_side, default=argparse.SUPPRESS,
-        help=f"pixels (≥ {MIN_IMAGE_SIDE}; width/height in [1, 3]; default 256, 128 for cityscapes_npy, 288 for nyuv2)",
+        help=f"pixels (≥ {MIN_IMAGE_SIDE}; width/height in [1, 3]; default: the layout's)",
     )
     synth.add_argument("--seed", type=non_negative_int, default=0, help="≥ 0")
     synth.add_argument(
@@ -111,24 +123,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats.set_defaults(func=_stats)
 
 
-SYNTH_DEFAULTS = {  # (width, height, num_test) when not given
-    "miniscapes": (512, 256, 100),
-    "cityscapes": (512, 256, 100),
-    "cityscapes_npy": (256, 128, 0),
-    "nyuv2": (384, 288, 0),
-}
-
-
 def _synth(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from mtl.data.synth import generate_dataset
     from mtl.data.synth.sample import check_size
 
-    width, height, num_test = SYNTH_DEFAULTS[args.layout]
+    layout = synth_layouts()[args.layout]
+    width, height = layout.synth_size
     args.width = getattr(args, "width", width)
     args.height = getattr(args, "height", height)
-    args.num_test = getattr(args, "num_test", num_test)
-    if args.num_test and args.layout in ("cityscapes_npy", "nyuv2"):
-        parser.error(f"argument --num-test: the {args.layout} layout has only train and val splits; use --num-test 0")
+    args.num_test = getattr(args, "num_test", DEFAULT_TEST_SAMPLES if "test" in layout.synth_splits else 0)
+    if args.num_test and "test" not in layout.synth_splits:
+        parser.error(
+            f"argument --num-test: the {args.layout} layout has only {' and '.join(layout.synth_splits)} splits; "
+            "use --num-test 0"
+        )
     if args.num_train == args.num_val == args.num_test == 0:
         parser.error("nothing to generate: --num-train, --num-val and --num-test are all 0")
     try:
@@ -139,7 +146,7 @@ def _synth(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         parser.error(f"argument --out: {out} exists and is not an empty folder; choose a new one")
     try:
-        generate_dataset(
+        layout.generate(
             args.out,
             num_train=args.num_train,
             num_val=args.num_val,
@@ -148,7 +155,6 @@ def _synth(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             height=args.height,
             seed=args.seed,
             workers=getattr(args, "workers", None),
-            layout=args.layout,
         )
     except OSError as exc:  # e.g. no permission to create --out, disk full
         print(f"mtl data synth: error: {exc}", file=sys.stderr)

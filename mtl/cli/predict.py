@@ -20,8 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(disparity codes as in the dataset), <stem>_depth_color.png and <stem>_overview.png (RGB | semseg "
         "overlay | depth), all at the input's size. With --split: write OUT/semseg/<i>.png and OUT/depth/<i>.png "
         "in the dataset format and, when the split has ground truth, print the metrics as JSON (also saved to "
-        "OUT/metrics.json). --format cityscapes writes OUT/semseg/<city>_<seq>_<frame>_labelIds.png (labelIds, for "
-        "the official Cityscapes evaluator: CITYSCAPES_RESULTS=OUT/semseg).",
+        "OUT/metrics.json): the dataset's scores under \"scores\", each task's metrics under \"tasks\" by task "
+        "name. --format cityscapes writes OUT/semseg/<city>_<seq>_<frame>_labelIds.png (labelIds, for the official "
+        "Cityscapes evaluator: CITYSCAPES_RESULTS=OUT/semseg).",
     )
     parser.add_argument("--checkpoint", required=True, help="a .ckpt written by mtl train")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -60,7 +61,7 @@ def _predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mtl.data.formats import DataFormatError
-    from mtl.datasets import DATASETS, build_dataset
+    from mtl.datasets import build_dataset
     from mtl.errors import one_line
     from mtl.hardware import default_device
     from mtl.inference.images import list_images
@@ -91,10 +92,7 @@ def _predict(args: argparse.Namespace) -> int:
         folders = " and ".join(f"{out}/{name}" for name in predictor.tasks)
         print(f"wrote {args.split} predictions to {folders} (the split has no ground truth)")
         return 0
-    first = [DATASETS[predictor.dataset].headline, *(task.summary_name for task in predictor.tasks.values()), "total"]
-    headline = {k: result[k] for k in first if k in result}
-    headline.update({k: v for k, v in result.items() if not isinstance(v, dict)})
-    text = json.dumps({**headline, **result}, indent=2, allow_nan=False)
+    text = json.dumps(result, indent=2, allow_nan=False)
     (out / "metrics.json").write_text(text + "\n", encoding="utf-8")
     print(text)
     return 0

@@ -1,13 +1,14 @@
 """`mtl data stats`: statistics of one split of any dataset layout, streamed over its samples.
 
-Generic over the layout's tasks: what is measured follows from the array convention each task's ground
-truth crosses the layout boundary in, not from a task's name:
+Generic over the layout's stored tasks: what is measured follows from the array convention each task's ground
+truth crosses the layout boundary in, not from a task's name, and the task's facts the layout gives
+(``info.task_info[task]``) are read by their field names only:
 
-- class ids (H×W integers): pixels per class of the dataset's classes, their frequencies among the labelled
-  pixels, and the pixels outside the classes (the ignore index);
+- class ids (H×W integers): pixels per class of the task's classes (``class_names``), their frequencies among
+  the labelled pixels, and the pixels outside the classes (the ignore index);
 - a scalar map (H×W floats, NaN = invalid; depth): mean, population std (ddof 0), min and max over all valid
-  pixels of the split, accumulated as float64 sums, and a histogram over log-spaced bins of the dataset's
-  depth range (values outside it fall into the end bins), in the dataset's unit (``info.depth_unit``);
+  pixels of the split, accumulated as float64 sums, and a histogram over log-spaced bins of the task's
+  ``value_range`` (values outside it fall into the end bins), in its ``unit``;
 - vectors (H×W×3 floats, NaN = invalid; normals): the number and fraction of valid pixels.
 
 Keys of ``compute_stats``: ``num_images``; ``kinds`` (task → ``classes``, ``scalar`` or ``vectors``);
@@ -18,7 +19,8 @@ and ``histogram_edges``/``histogram_counts`` (``<task>_histogram_*`` if a layout
 mean/std measured the same way (``--depth_stats auto``).
 
 The layout is any object with ``info``, ``root``, ``split_size``, ``require_ground_truth`` and ``read``
-(``mtl.datasets.DatasetLayout``); this module never imports one.
+(``mtl.datasets.DatasetLayout``); this module never imports one. A task derived from another's array has no
+files of its own: it is left out.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tqdm import tqdm
 from mtl.data.formats import DataFormatError
 
 HISTOGRAM_BINS = 64
+VALUE_RANGE = (1e-3, 1e3)  # the histogram of a scalar map whose task gives no value_range
 
 
 def histogram_edges(value_range: tuple[float, float]) -> np.ndarray:
@@ -111,12 +114,12 @@ class _Vectors:
         return {f"{task}_valid_pixels": self.valid, f"{task}_valid_fraction": self.valid / max(self.total, 1)}
 
 
-def _accumulator(array: np.ndarray, value_range: tuple[float, float]) -> _Classes | _Scalar | _Vectors | None:
+def _accumulator(array: np.ndarray, facts: Any) -> _Classes | _Scalar | _Vectors | None:
     """What to measure on a task's arrays, from their convention (None: nothing this module knows)."""
     if array.ndim == 2 and np.issubdtype(array.dtype, np.integer):
         return _Classes()
     if array.ndim == 2 and np.issubdtype(array.dtype, np.floating):
-        return _Scalar(value_range)
+        return _Scalar(getattr(facts, "value_range", VALUE_RANGE))
     if array.ndim == 3 and array.shape[-1] == 3 and np.issubdtype(array.dtype, np.floating):
         return _Vectors()
     return None
@@ -130,8 +133,8 @@ def compute_stats(
     if max_images is not None and max_images < 1:
         raise ValueError(f"max_images must be positive, got {max_images}")
     size = layout.split_size(split)
-    tasks = layout.require_ground_truth(split)
     info = layout.info
+    tasks = tuple(t for t in layout.require_ground_truth(split) if t in info.stored_tasks)
     indices: Any = range(size)
     if max_images is not None and max_images < size:
         indices = np.linspace(0, size - 1, max_images).round().astype(int).tolist()  # spacing ≥ 1: distinct
@@ -140,7 +143,7 @@ def compute_stats(
         sample = layout.read(split, i, tasks)
         for task in tasks:
             if task not in accumulators:
-                accumulators[task] = _accumulator(sample[task], info.depth_range)
+                accumulators[task] = _accumulator(sample[task], info.task_info.get(task))
             if accumulators[task] is not None:
                 accumulators[task].add(sample[task])
     kinds = {task: type(acc).kind for task, acc in accumulators.items() if acc is not None}
@@ -148,7 +151,7 @@ def compute_stats(
     scalars = [t for t, a in accumulators.items() if isinstance(a, _Scalar)]
     for task, acc in accumulators.items():
         if isinstance(acc, _Classes):
-            stats.update(acc.result(task, info.num_classes))
+            stats.update(acc.result(task, len(class_names(info, task))))
         elif isinstance(acc, _Scalar):
             if acc.count == 0:
                 raise DataFormatError(f"{layout.root} [{split}]: no valid {task} pixel in the split")
@@ -156,6 +159,16 @@ def compute_stats(
         elif isinstance(acc, _Vectors):
             stats.update(acc.result(task))
     return stats
+
+
+def class_names(info: Any, task: str) -> tuple[str, ...]:
+    """The class names a task's facts give (none for a task without classes)."""
+    return tuple(getattr(info.task_info.get(task), "class_names", ()))
+
+
+def unit(info: Any, task: str) -> str:
+    """The unit of a task's scalar map, as its facts say (metres when they say nothing)."""
+    return str(getattr(info.task_info.get(task), "unit", "m"))
 
 
 def _ticks(lo: float, hi: float) -> list[float]:
@@ -204,15 +217,15 @@ def run_stats(
     print(f"{root} [{split}]: {stats['num_images']} images ({info.name} layout)")
     scalar_tasks = [task for task, kind in stats["kinds"].items() if kind == "scalar"]
     for task in scalar_tasks:
-        unit = info.depth_unit
         print(
-            f"{task} ({unit}): {stats[f'{task}_valid_pixels']} valid pixels, mean {stats[f'{task}_mean']:.4f}  "
+            f"{task} ({unit(info, task)}): {stats[f'{task}_valid_pixels']} valid pixels, mean {stats[f'{task}_mean']:.4f}  "
             f"std {stats[f'{task}_std']:.4f}  min {stats[f'{task}_min']:.4f}  max {stats[f'{task}_max']:.4f}"
         )
-    if "class_pixels" in stats:
-        width = max(len(name) for name in (*info.class_names, "(ignore)"))
+    for task in (task for task, kind in stats["kinds"].items() if kind == "classes"):
+        names = class_names(info, task)
+        width = max(len(name) for name in (*names, "(ignore)"))
         print(f"{'class':<{width}}  {'pixels':>12}  {'percent':>8}")
-        for name, count, freq in zip(info.class_names, stats["class_pixels"], stats["class_frequency"]):
+        for name, count, freq in zip(names, stats["class_pixels"], stats["class_frequency"]):
             print(f"{name:<{width}}  {count:>12}  {100 * freq:>8.3f}")
         print(f"{'(ignore)':<{width}}  {stats['ignore_pixels']:>12}")
     for task in (task for task, kind in stats["kinds"].items() if kind == "vectors"):
@@ -231,7 +244,7 @@ def run_stats(
             save_histogram(
                 stats[f"{prefix}histogram_edges"], stats[f"{prefix}histogram_counts"], path,
                 f"{task} of {split} ({stats[f'{task}_valid_pixels']} valid pixels)",
-                f"{task} ({info.depth_unit}), log-spaced bins; stored values are quantised, so some bins can be empty",
+                f"{task} ({unit(info, task)}), log-spaced bins; stored values are quantised, so some bins can be empty",
             )
             written.append(path)
         if json_path:

@@ -1,20 +1,31 @@
 """What a dataset layout plug-in provides, and the split reader the training and prediction code share.
 
 A layout knows where a dataset's files are and how each task's files are encoded; it names tasks (that
-is its job), but holds no task logic: turning arrays into tensors, losses and metrics belong to the tasks.
+is its job), but holds no task logic: turning arrays into tensors, losses and metrics belong to the tasks,
+and so do the facts a task needs about a dataset: a layout fills in ``DatasetInfo.task_info`` with each
+stored task's own dataclass (``SemsegInfo`` of ``mtl.tasks.semseg``, ``DepthInfo`` of ``mtl.tasks.depth``).
 Arrays cross this boundary in each task's plain convention: RGB H×W×3 uint8, class ids H×W uint8,
 depth H×W float32 metres (NaN = invalid), normals H×W×3 float32 unit vectors (NaN = invalid).
 
+How a task's files are encoded is a table, ``codecs`` (task → ``Codec``), looked up through the class
+hierarchy: a layout's own table, then its family's (``NpyLayout`` for the .npy layouts), then
+``DatasetLayout``'s (every layout). A task plug-in adds its codec with ``add_codec`` at any of these levels,
+without editing a layout module. A task whose target is derived from another task's array (``Task.source``)
+needs no files: it is present wherever its source is (``tasks_in``), and ``SplitDataset`` derives it.
+
 Besides reading, a layout checks itself (``find_problems``: every bad file on one line starting with its
-path, for `mtl data check`), says which of its splits hold ground truth, and how predictions are written
-(``codec``, ``write_prediction``; ``restore_size`` for a layout that reads its files resized).
+path, for `mtl data check`), says which of its splits hold ground truth, how predictions are written
+(``codec``, ``write_prediction``; ``restore_size`` for a layout that reads its files resized), and how the
+generated world is written in its format (``write_generated``, for `mtl data synth --layout NAME`).
 A layout whose class set depends on its flags (e.g. 7 or 19 classes) gives it in ``info_for(flags)``; an
-instance built by ``from_flags`` carries that ``info`` too.
+instance built by ``from_flags`` carries that ``info`` too. ``@register_dataset`` refuses a layout class that
+lacks a required method or ``info``, naming them.
 """
 
 from __future__ import annotations
 
 import argparse
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,32 +37,49 @@ from mtl.data.check import CheckResult, size_problems
 from mtl.data.formats import DataFormatError
 from mtl.errors import one_line
 from mtl.plugins import Registry
+from mtl.tasks.base import derived_tasks, missing_members
 
 if TYPE_CHECKING:
+    from mtl.data.synth.sample import Sample
     from mtl.tasks.base import Task
 
 DATASETS: Registry[type[DatasetLayout]] = Registry("dataset", "mtl.datasets")
-register_dataset = DATASETS.register
+SYNTH_SPLITS = ("train", "val", "test")  # the splits the generator writes
+
+
+def register_dataset(name: str) -> Callable[[type[DatasetLayout]], type[DatasetLayout]]:
+    """Class decorator: ``@register_dataset("name")`` makes the layout ``--dataset name``. A class that lacks a
+    required method or ``info`` is refused here, with one line naming it and what it lacks."""
+
+    def decorator(cls: type[DatasetLayout]) -> type[DatasetLayout]:
+        missing = missing_members(cls, ("info",))
+        if cls.synth_size is not None and cls.write_generated.__func__ is DatasetLayout.write_generated.__func__:
+            missing.append("write_generated")  # it says it can be generated
+        if missing:
+            raise TypeError(
+                f"dataset {name!r}: {cls.__name__} does not define {', '.join(missing)} (see mtl.datasets.DatasetLayout)"
+            )
+        return DATASETS.register(name)(cls)
+
+    return decorator
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """The facts about a dataset that tasks, pictures and reports need (no file access)."""
+    """The facts about a dataset that tasks, pictures and reports need (no file access); nothing here is about
+    one task: ``task_info[task]`` is what that task needs to know (its classes, its value range, …), as the
+    task's own dataclass."""
 
     name: str
-    tasks: tuple[str, ...]  # tasks the layout can store
+    stored_tasks: tuple[str, ...]  # tasks whose files the layout holds
     default_tasks: tuple[str, ...]  # what `--tasks` means when not given
-    class_names: tuple[str, ...] = ()
-    class_colors: tuple[tuple[int, int, int], ...] = ()
-    ignore_index: int = 255
-    depth_range: tuple[float, float] = (1e-3, 1e3)  # values (in depth_unit) a valid depth can have; predictions stay near
-    depth_stats: tuple[float, float] | None = None  # published (mean, std) of train depth (in depth_unit), if any
+    task_info: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
-    depth_unit: str = "m"  # what a depth value is: metres, or what a dataset stores instead (said, never converted)
 
     @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
+    def tasks(self) -> tuple[str, ...]:
+        """What ``--tasks`` may choose: the stored tasks, then every registered task derived from one of them."""
+        return (*self.stored_tasks, *derived_tasks(self.stored_tasks))
 
 
 @dataclass(frozen=True)
@@ -63,12 +91,15 @@ class Codec:
     write: Callable[[Path, np.ndarray], None]
 
 
-class DatasetLayout:
+class DatasetLayout(ABC):
     """A dataset on disk. Subclasses set ``info`` and implement the file access."""
 
     name: ClassVar[str]
     info: ClassVar[DatasetInfo]
     headline: ClassVar[str] = "total"  # the score printed after each validation
+    codecs: ClassVar[dict[str, Any]] = {}  # task → how its files are encoded (see ``add_codec``)
+    synth_size: ClassVar[tuple[int, int] | None] = None  # (width, height) `mtl data synth` writes; None: no writer
+    synth_splits: ClassVar[tuple[str, ...]] = SYNTH_SPLITS  # the splits the layout has, for the generator
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -86,28 +117,59 @@ class DatasetLayout:
         """The dataset's facts under these flags (the class set may depend on them); ``info`` by default."""
         return cls.info
 
+    @abstractmethod
     def splits(self) -> tuple[str, ...]:
         """Splits present on disk, in canonical order."""
-        raise NotImplementedError
 
+    @abstractmethod
     def split_size(self, split: str) -> int:
-        raise NotImplementedError
+        """Number of samples of a split."""
 
     def sample_name(self, split: str, index: int) -> str:
         """The stem under which a sample's predictions are written."""
         return str(index)
 
-    def tasks_in(self, split: str) -> tuple[str, ...]:
-        """Tasks whose ground truth this split has."""
-        raise NotImplementedError
+    @abstractmethod
+    def stored_tasks_in(self, split: str) -> tuple[str, ...]:
+        """Stored tasks whose ground-truth files this split has."""
 
+    def tasks_in(self, split: str) -> tuple[str, ...]:
+        """Tasks whose ground truth this split has: the stored ones, and the tasks derived from them."""
+        stored = self.stored_tasks_in(split)
+        return (*stored, *derived_tasks(stored))
+
+    @abstractmethod
     def read(self, split: str, index: int, tasks: Sequence[str]) -> dict[str, np.ndarray]:
-        """``rgb`` and the ground truth of ``tasks`` of one sample, checked for size."""
-        raise NotImplementedError
+        """``rgb`` and the ground truth of ``tasks`` (stored tasks) of one sample, checked for size."""
+
+    # ------------------------------------------------------------------------------------ codecs
+    @classmethod
+    def add_codec(cls, task: str, codec: Any) -> None:
+        """Encode ``task``'s files with ``codec`` in this layout and its subclasses (a ``Codec``, or the entry type
+        of a layout family such as ``NpyCodec``): how a task plug-in brings its format to a layout it does not
+        own (``DatasetLayout.add_codec``: every layout)."""
+        if "codecs" not in vars(cls):
+            cls.codecs = {}
+        cls.codecs[task] = codec
+
+    @classmethod
+    def codec_entry(cls, task: str) -> Any:
+        """The nearest table entry for ``task``: this class's ``codecs``, then its bases'."""
+        for klass in cls.__mro__:
+            table = vars(klass).get("codecs", {})
+            if task in table:
+                return table[task]
+        name = getattr(cls, "name", cls.__name__)
+        raise ValueError(f"the {name} layout has no codec for task {task!r} (add one with {cls.__name__}.add_codec)")
+
+    @classmethod
+    def has_codec(cls, task: str) -> bool:
+        return any(task in vars(klass).get("codecs", {}) for klass in cls.__mro__)
 
     @classmethod
     def codec(cls, task: str) -> Codec:
-        raise NotImplementedError
+        """How ``task``'s files (ground truth, predictions) are encoded here."""
+        return cls.codec_entry(task)
 
     def image_size(self, split: str) -> tuple[int, int]:
         """(height, width) of the split's first image (the training crop is checked against it)."""
@@ -141,7 +203,7 @@ class DatasetLayout:
             except (DataFormatError, OSError) as exc:
                 result.problems.append(one_line(exc))
                 continue
-            tasks = self.tasks_in(split)
+            tasks = self.stored_tasks_in(split)
             for index in range(size):
                 try:
                     arrays = self.read(split, index, tasks)
@@ -187,6 +249,35 @@ class DatasetLayout:
         """Orders validation results for best.ckpt (higher is better)."""
         return scores["total"]
 
+    # ------------------------------------------------------------------------------- generation
+    @classmethod
+    def write_generated(cls, root: Path, split: str, index: int, sample: Sample) -> None:
+        """Write one sample of the generated world (``mtl.data.synth``) in this layout's files; a layout that
+        sets ``synth_size`` must implement it (``@register_dataset`` checks)."""
+        raise NotImplementedError(f"the {cls.name} layout has no writer for generated samples")
+
+    @classmethod
+    def generate(
+        cls,
+        out: str | Path,
+        num_train: int,
+        num_val: int,
+        num_test: int,
+        width: int,
+        height: int,
+        seed: int,
+        workers: int | None = None,
+    ) -> None:
+        """Render the generated world into ``out`` (new or empty) in this layout (`mtl data synth --layout`)."""
+        from mtl.data.synth.dataset import generate_dataset
+
+        if cls.synth_size is None:
+            raise ValueError(f"the {cls.name} layout cannot be generated (it has no writer)")
+        for split, count in (("train", num_train), ("val", num_val), ("test", num_test)):
+            if count > 0 and split not in cls.synth_splits:
+                raise ValueError(f"--num-{split}: the {cls.name} layout has no {split} split")
+        generate_dataset(out, num_train, num_val, num_test, width, height, seed, cls.write_generated, cls.name, workers)
+
 
 def build_dataset(flags: argparse.Namespace) -> DatasetLayout:
     return DATASETS[flags.dataset].from_flags(flags)
@@ -196,6 +287,7 @@ class SplitDataset:
     """One split as a map-style dataset of tensors for a torch DataLoader.
 
     Items: ``rgb`` uint8 3×H×W, one tensor per task with ground truth here (``Task.to_tensor``), ``index``.
+    A derived task's target is made by the task from its source's array (``Task.derive``).
     """
 
     def __init__(self, layout: DatasetLayout, split: str, tasks: Mapping[str, Task], targets: bool = True) -> None:
@@ -215,8 +307,10 @@ class SplitDataset:
 
         if not 0 <= index < self.size:
             raise IndexError(index)
-        arrays = self.layout.read(self.split, index, tuple(self.tasks))
+        stored = dict.fromkeys(task.source or name for name, task in self.tasks.items())
+        arrays = self.layout.read(self.split, index, tuple(stored))
         item: dict[str, Any] = {"index": index, "rgb": torch.from_numpy(arrays["rgb"]).permute(2, 0, 1).contiguous()}
         for name, task in self.tasks.items():
-            item[name] = task.to_tensor(arrays[name])
+            array = arrays[name] if task.source is None else task.derive(arrays[task.source])
+            item[name] = task.to_tensor(array)
         return item

@@ -25,6 +25,16 @@ size.
 
 Predictions: ``<name>_labelIds.png`` (trainIds → labelIds, 8-bit, what ``evalPixelLevelSemanticLabeling``
 scores: point ``CITYSCAPES_RESULTS`` at the folder) and ``<name>_depth.npy`` (float32 metres).
+
+`mtl data synth --layout cityscapes` writes the generated world in this layout (``write_generated``):
+``leftImg8bit/<split>/synth/synth_000000_<i:06d>_leftImg8bit.png`` (RGB PNG); for train and val
+``gtFine/…_gtFine_labelIds.png`` (trainIds → labelIds through the official table: each trainId has one labelId;
+the ego car's bonnet, 255, is labelId 1 "ego vehicle"), ``gtFine/…_gtFine_instanceIds.png`` (16-bit, equal to
+the labelIds: no instances, which is what the official evaluator reads next to the labels),
+``disparity/…_disparity.png`` (16-bit, p = round(256·d) + 1 with d = baseline·fx/z pixels, 0 where the depth is
+invalid) and ``camera/…_camera.json`` with the Cityscapes stereo baseline 0.209313 m and the sample's own focal
+length (fx = fy = W / (2·tan(hfov/2)), principal point at the centre). The test split gets leftImg8bit only,
+like the real one (no public labels).
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ import re
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -43,8 +54,13 @@ from PIL import Image
 from mtl.data import formats
 from mtl.data.check import SIXTEEN_BIT_MODES, CheckResult, check_files, content_problem, image_header, size_problems
 from mtl.data.classes import CLASS_COLORS, CLASS_NAMES, IGNORE_INDEX
-from mtl.data.formats import DataFormatError, open_image
+from mtl.data.formats import DataFormatError, atomic_write, open_image
 from mtl.datasets.base import Codec, DatasetInfo, DatasetLayout, register_dataset
+from mtl.tasks.depth import DepthInfo
+from mtl.tasks.semseg import SemsegInfo
+
+if TYPE_CHECKING:
+    from mtl.data.synth.sample import Sample
 
 SPLITS = ("train", "val", "test")
 LABELLED = ("train", "val")
@@ -58,6 +74,9 @@ SUFFIX = {
 OTHER_GTFINE = ("_gtFine_color.png", "_gtFine_instanceIds.png", "_gtFine_polygons.json", "_gtFine_labelTrainIds.png")
 NAME = re.compile(r"([^_/]+)_([0-9]+)_([0-9]+)")  # <city>_<seq>_<frame>
 IMAGE_NAME_HINT = "not a Cityscapes image name (expected <city>_<seq>_<frame>_leftImg8bit.png inside its <city> folder)"
+CITYSCAPES_BASELINE_M = 0.209313  # the Cityscapes stereo rig's baseline
+CITYSCAPES_FX_2048 = 2262.52  # its focal length in pixels at the full 2048-pixel width
+SYNTH_CITY = "synth"  # the city folder of generated samples
 
 
 # ---------------------------------------------------------------------------------------- the label table
@@ -105,6 +124,18 @@ def write_label_ids(path: Path, train_ids: np.ndarray) -> None:
     Image.fromarray(label_of[np.asarray(train_ids, dtype=np.uint8)]).save(path)
 
 
+@cache
+def generated_label_ids() -> np.ndarray:
+    """256-entry uint8 table trainId → labelId for generated samples (255, the ego car's bonnet → "ego vehicle")."""
+    from cityscapesscripts.helpers.labels import labels, name2label
+
+    table = np.full(256, name2label["ego vehicle"].id, dtype=np.uint8)
+    for label in labels:
+        if 0 <= label.trainId < 255 and not label.ignoreInEval:
+            table[label.trainId] = label.id
+    return table
+
+
 # ------------------------------------------------------------------------------------- disparity → depth
 def read_disparity_codes(path: Path) -> np.ndarray:
     """The 16-bit codes p of a disparity PNG, as uint16."""
@@ -146,6 +177,20 @@ def depth_from_disparity(codes: np.ndarray, baseline: float, fx: float) -> np.nd
     with np.errstate(divide="ignore"):
         z = baseline * fx / d
     return np.where(p > 1, z, np.nan).astype(np.float32)
+
+
+def encode_disparity(depth_m: np.ndarray, baseline: float, fx: float) -> np.ndarray:
+    """Metres (NaN = invalid) → 16-bit Cityscapes disparity codes p = round(256·baseline·fx/z) + 1, 0 = invalid."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        disparity = baseline * fx / depth_m.astype(np.float64)
+    codes = np.round(disparity * 256.0) + 1.0
+    codes = np.where(np.isfinite(codes), np.clip(codes, 0.0, 65535.0), 0.0)
+    return codes.astype(np.uint16)
+
+
+def sample_prefix(index: int) -> str:
+    """The Cityscapes name ``<city>_<seq>_<frame>`` of generated sample ``index``."""
+    return f"{SYNTH_CITY}_000000_{index:06d}"
 
 
 # ----------------------------------------------------------------------------------------------- resizing
@@ -195,20 +240,24 @@ CODECS = {
     "semseg": Codec("_labelIds.png", read_label_ids, write_label_ids),
     "depth": Codec("_depth.npy", _read_depth_prediction, _write_depth_prediction),
 }
+GROUND_TRUTH = {"semseg": "semseg", "depth": "disparity"}  # task → the kind of file its ground truth is read from
 
 
 @register_dataset("cityscapes")
 class CityscapesLayout(DatasetLayout):
     info = DatasetInfo(
         name="cityscapes",
-        tasks=("semseg", "depth"),
+        stored_tasks=("semseg", "depth"),
         default_tasks=("semseg", "depth"),
-        class_names=CLASS_NAMES,  # the 19 trainIds of the official table (tests compare them with it)
-        class_colors=CLASS_COLORS,
-        ignore_index=IGNORE_INDEX,
-        depth_range=(1.0, 1000.0),  # stereo depth: ≈ 3.7 m at the largest disparity; far pixels are noisy
-        depth_stats=None,
+        task_info={
+            # the 19 trainIds of the official table (tests compare them with it)
+            "semseg": SemsegInfo(CLASS_NAMES, CLASS_COLORS, IGNORE_INDEX),
+            # stereo depth: ≈ 3.7 m at the largest disparity; far pixels are noisy
+            "depth": DepthInfo(value_range=(1.0, 1000.0)),
+        },
     )
+    codecs = CODECS
+    synth_size = (512, 256)
 
     def __init__(self, root: str | Path, resize: tuple[int, int] | float | None = None) -> None:
         super().__init__(root)
@@ -260,15 +309,10 @@ class CityscapesLayout(DatasetLayout):
         city, name = self.samples(split)[index]
         return self.root / FOLDER[kind] / split / city / f"{name}{SUFFIX[kind]}"
 
-    def tasks_in(self, split: str) -> tuple[str, ...]:
+    def stored_tasks_in(self, split: str) -> tuple[str, ...]:
         if split not in LABELLED:
             return ()
-        tasks = []
-        if (self.root / FOLDER["semseg"] / split).is_dir():
-            tasks.append("semseg")
-        if (self.root / FOLDER["disparity"] / split).is_dir():
-            tasks.append("depth")
-        return tuple(tasks)
+        return tuple(task for task, kind in GROUND_TRUTH.items() if (self.root / FOLDER[kind] / split).is_dir())
 
     def require_ground_truth(self, split: str) -> tuple[str, ...]:
         tasks = self.tasks_in(split)
@@ -278,6 +322,9 @@ class CityscapesLayout(DatasetLayout):
         return tasks
 
     # --------------------------------------------------------------------------------------- reading
+    def read_labels(self, split: str, index: int) -> np.ndarray:
+        return read_label_ids(self.path("semseg", split, index))
+
     def read_depth(self, split: str, index: int) -> np.ndarray:
         codes = read_disparity_codes(self.path("disparity", split, index))
         baseline, fx = read_camera(self.path("camera", split, index))
@@ -289,14 +336,10 @@ class CityscapesLayout(DatasetLayout):
         height, width = rgb.shape[:2]
         out = {}
         for task in tasks:
-            if task == "semseg":
-                path = self.path("semseg", split, index)
-                value = read_label_ids(path)
-            elif task == "depth":
-                path = self.path("disparity", split, index)
-                value = self.read_depth(split, index)
-            else:
+            if task not in GROUND_TRUTH:
                 raise KeyError(f"the cityscapes layout has no task {task!r}")
+            path = self.path(GROUND_TRUTH[task], split, index)
+            value = READERS[task](self, split, index)
             if value.shape[:2] != (height, width):
                 raise DataFormatError(
                     f"{path}: size {value.shape[1]}x{value.shape[0]} differs from its image {width}x{height}"
@@ -316,10 +359,6 @@ class CityscapesLayout(DatasetLayout):
         return array if array.shape[:2] == (height, width) else nearest(array, height, width)
 
     # ----------------------------------------------------------------------------------- predictions
-    @classmethod
-    def codec(cls, task: str) -> Codec:
-        return CODECS[task]
-
     @classmethod
     def prediction_stem(cls, stem: str) -> str:
         return stem.removesuffix(SUFFIX["rgb"].removesuffix(".png"))
@@ -408,6 +447,33 @@ class CityscapesLayout(DatasetLayout):
                 elif (city.name, name) not in images:
                     image = self.root / FOLDER["rgb"] / split / city.name / f"{name}{SUFFIX['rgb']}"
                     problems.append(f"{entry}: no matching {image}")
+
+
+    # ------------------------------------------------------------------------------------ generation
+    @classmethod
+    def write_generated(cls, root: Path, split: str, index: int, sample: Sample) -> None:
+        prefix = sample_prefix(index)
+        where = lambda kind: root / kind / split / SYNTH_CITY  # noqa: E731
+        atomic_write(lambda p: Image.fromarray(sample.rgb).save(p), where("leftImg8bit") / f"{prefix}_leftImg8bit.png")
+        if split not in LABELLED:
+            return
+        label_ids = generated_label_ids()[sample.semseg]
+        atomic_write(lambda p: Image.fromarray(label_ids).save(p), where("gtFine") / f"{prefix}_gtFine_labelIds.png")
+        instance_ids = label_ids.astype(np.uint16)
+        atomic_write(lambda p: Image.fromarray(instance_ids).save(p), where("gtFine") / f"{prefix}_gtFine_instanceIds.png")
+        codes = encode_disparity(sample.depth, CITYSCAPES_BASELINE_M, sample.focal)
+        atomic_write(lambda p: Image.fromarray(codes).save(p), where("disparity") / f"{prefix}_disparity.png")
+        height, width = sample.rgb.shape[:2]
+        camera = {
+            "extrinsic": {"baseline": CITYSCAPES_BASELINE_M},
+            "intrinsic": {"fx": sample.focal, "fy": sample.focal, "u0": width / 2, "v0": height / 2},
+        }
+        text = json.dumps(camera, indent=4) + "\n"
+        atomic_write(lambda p: p.write_text(text), where("camera") / f"{prefix}_camera.json")
+
+
+# task → how its ground truth is read (with the layout, the split and the index)
+READERS = {"semseg": CityscapesLayout.read_labels, "depth": CityscapesLayout.read_depth}
 
 
 def _check_file(path: Path, kind: str) -> tuple[str | None, str | None, tuple[int, int] | None]:

@@ -12,16 +12,43 @@ stored*, without converting: "depth" metrics (mae, rel, …) of a model trained 
 
 Other ``label_<n>`` folders (e.g. a 2-class copy) are accepted and checked by `mtl data check`. Read with
 ``mtl.datasets.npy``: every bad file is a one-line error naming it.
+
+`mtl data synth --layout cityscapes_npy` writes the generated world in this layout (``write_generated``, train
+and val, 256×128 by default): ``label_19`` = trainIds, ``label_7`` = the Cityscapes *category* of each class
+(categoryId − 1 of the official table), both float32 with −1 = ignore; depth an inverse depth like the MTAN
+copy: the disparity in pixels of the Cityscapes camera at 2048 px width (baseline 0.209313 m, fx 2262.52 px)
+divided by 256, i.e. DISPARITY_SCALE / z with DISPARITY_SCALE = 0.209313·2262.52/256 ≈ 1.85 (≈ p/65536 of the
+raw disparity PNG; 4 m → 0.46, 300 m → 0.0062), 0 = invalid.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import cache, partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from mtl.data.classes import CLASS_COLORS, CLASS_NAMES, IGNORE_INDEX
-from mtl.datasets.base import Codec, DatasetInfo, register_dataset
-from mtl.datasets.npy import DEPTH_CODEC, IMAGE, NpyLayout, label_codec, label_folder_classes
+from mtl.datasets.base import DatasetInfo, register_dataset
+from mtl.datasets.cityscapes import CITYSCAPES_BASELINE_M, CITYSCAPES_FX_2048
+from mtl.datasets.npy import (
+    IMAGE,
+    NpyLayout,
+    decode_labels,
+    generated_image,
+    generated_labels,
+    label_folder_classes,
+    save_npy,
+    zero_invalid,
+)
+from mtl.tasks.depth import DepthInfo
+from mtl.tasks.semseg import SemsegInfo
+
+if TYPE_CHECKING:
+    from mtl.data.synth.sample import Sample
 
 NUM_CLASSES = (7, 19)
 # The Cityscapes categories in categoryId order (void excluded), i.e. label_7 ids 0..6; colours: one class of each.
@@ -35,20 +62,20 @@ CATEGORIES = (
     ("vehicle", (0, 0, 142)),
 )
 DEPTH_UNIT = "stored inverse depth, not metres"
+DISPARITY_SCALE = CITYSCAPES_BASELINE_M * CITYSCAPES_FX_2048 / 256.0  # stored value · z of the MTAN-style copy
 
 
 def _info(num_classes: int) -> DatasetInfo:
     names, colors = (CLASS_NAMES, CLASS_COLORS) if num_classes == 19 else zip(*CATEGORIES)
     return DatasetInfo(
         name="cityscapes_npy",
-        tasks=("semseg", "depth"),
+        stored_tasks=("semseg", "depth"),
         default_tasks=("semseg", "depth"),
-        class_names=tuple(names),
-        class_colors=tuple(colors),
-        ignore_index=IGNORE_INDEX,
-        depth_range=(1e-3, 1.0),  # stored units: 0.49 ≈ 3.7 m, 0.006 ≈ 300 m with the Cityscapes camera
-        depth_stats=None,
-        depth_unit=DEPTH_UNIT,
+        task_info={
+            "semseg": SemsegInfo(tuple(names), tuple(colors), IGNORE_INDEX),
+            # stored units: 0.49 ≈ 3.7 m, 0.006 ≈ 300 m with the Cityscapes camera
+            "depth": DepthInfo(value_range=(1e-3, 1.0), unit=DEPTH_UNIT),
+        },
         extra={"label_folder": f"label_{num_classes}"},
     )
 
@@ -67,10 +94,22 @@ def num_classes_value(value: str) -> int:
     return number
 
 
+@cache
+def category_of_train_id() -> np.ndarray:
+    """256-entry float32 table trainId → Cityscapes category index (categoryId − 1, 0..6), −1 for ignore."""
+    from cityscapesscripts.helpers.labels import trainId2label
+
+    table = np.full(256, -1.0, dtype=np.float32)
+    for train_id in range(19):
+        table[train_id] = trainId2label[train_id].categoryId - 1
+    return table
+
+
 @register_dataset("cityscapes_npy")
 class CityscapesNpyLayout(NpyLayout):
     info = INFOS[19]
-    KINDS = {"semseg": "labels", "depth": "depth"}
+    synth_size = (256, 128)
+    synth_splits = ("train", "val")
 
     def __init__(self, root, num_classes: int = 19) -> None:
         super().__init__(root)
@@ -96,18 +135,25 @@ class CityscapesNpyLayout(NpyLayout):
     def info_for(cls, flags: argparse.Namespace) -> DatasetInfo:
         return INFOS[getattr(flags, "num_classes", 19)]
 
-    @classmethod
-    def codec(cls, task: str) -> Codec:
-        if task == "semseg":
-            return label_codec(19, IGNORE_INDEX)  # reads any class count up to 19
-        return DEPTH_CODEC
-
-    def label_folders(self, split: str) -> dict[str, int]:
-        """label_7 and label_19, and any other label_<n> present, each with its class count."""
+    def folder_decoders(self, split: str) -> dict[str, Callable[[Path, np.ndarray, tuple[int, int]], np.ndarray]]:
+        """The stored tasks' folders, then label_7 and label_19 and any other label_<n> present, each read with
+        its class count."""
         found = {f.name: label_folder_classes(f.name) for f in (self.root / split).iterdir() if f.is_dir()}
-        folders = {f"label_{n}": n for n in NUM_CLASSES}
-        folders.update({name: n for name, n in sorted(found.items()) if n is not None})
-        return folders
+        counts = {f"label_{n}": n for n in NUM_CLASSES}
+        counts.update({name: n for name, n in sorted(found.items()) if n is not None})
+        labels = {folder: partial(_decode_labels, num_classes=n) for folder, n in counts.items()}
+        return {**super().folder_decoders(split), **labels}
 
-    def required_folders(self, split: str) -> tuple[str, ...]:
-        return (IMAGE, self.folders["semseg"], "depth")
+    @classmethod
+    def write_generated(cls, root: Path, split: str, index: int, sample: Sample) -> None:
+        folder = root / split
+        save_npy(folder / IMAGE / f"{index}.npy", generated_image(sample.rgb))
+        save_npy(folder / "label_19" / f"{index}.npy", generated_labels(sample.semseg))
+        save_npy(folder / "label_7" / f"{index}.npy", generated_labels(sample.semseg, category_of_train_id()))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inverse = DISPARITY_SCALE / sample.depth.astype(np.float64)
+        save_npy(folder / "depth" / f"{index}.npy", zero_invalid(inverse)[..., None])
+
+
+def _decode_labels(path: Path, array: np.ndarray, size: tuple[int, int], num_classes: int) -> np.ndarray:
+    return decode_labels(path, array, size, num_classes, IGNORE_INDEX)

@@ -1,9 +1,11 @@
 """The MiniScapes layout (SPEC §2): ``<root>/<split>/<modality>/<i>.<ext>``, and the course's benchmark scores.
 
 Modalities: ``rgb`` (.jpg), ``semseg`` (.png trainIds), ``depth`` (.png quantised disparity, 4–300 m) and,
-in the generated world, ``normals`` (.png, unit vectors as RGB). The test split ships RGB only; its
-ground truth, when present, lies in ``<root>/test_gt/`` for the grader. The generated street world
-(`mtl data synth`) writes this layout.
+in the generated world, ``normals`` (.png, unit vectors as RGB); each task's files are read and written
+through the codec table (``codecs``). The test split ships RGB only; its ground truth, when present, lies in
+``<root>/test_gt/`` for the grader. The generated street world (`mtl data synth`) writes this layout
+(``write_generated``): every split's ground truth, the test split's in ``test_gt/``; depth with the
+"invalidate" policy (out of range → 0).
 
 The course grader combines mIoU and SI-logRMSE: max(mIoU − 50, 0) + max(50 − SI-logRMSE, 0); a task
 that is not trained scores 50 in it (contributes 0), as in the course.
@@ -14,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,9 +32,14 @@ from mtl.data.check import (
     size_problems,
 )
 from mtl.data.classes import CLASS_COLORS, CLASS_NAMES, IGNORE_INDEX
-from mtl.data.formats import ZMAX, ZMIN, DataFormatError
+from mtl.data.formats import ZMAX, ZMIN, DataFormatError, atomic_write
 from mtl.data.miniscapes import SPLITS, split_size
 from mtl.datasets.base import Codec, DatasetInfo, DatasetLayout, register_dataset
+from mtl.tasks.depth import DepthInfo
+from mtl.tasks.semseg import SemsegInfo
+
+if TYPE_CHECKING:
+    from mtl.data.synth.sample import Sample
 
 COURSE_TASKS = ("semseg", "depth")  # what the grader scores
 CODECS = {
@@ -40,8 +47,8 @@ CODECS = {
     "depth": Codec(".png", formats.read_depth, lambda path, metres: formats.write_depth(path, metres, "clamp")),
     "normals": Codec(".png", lambda path: formats.read_normals(path), lambda path, n: formats.write_normals(path, n)),
 }
-EXTENSIONS = {"rgb": ".jpg", **{task: codec.suffix for task, codec in CODECS.items()}}
 GROUND_TRUTH = ("semseg", "depth")  # what train and val must have; normals (the generated world's extension) may be there
+GROUND_TRUTH_FOLDER = {"train": "train", "val": "val", "test": "test_gt"}  # where a split's ground truth lies
 
 
 def grader_score(miou: Any, si_log_rmse: Any) -> float:
@@ -63,15 +70,16 @@ def checkpoint_rank(grader: float, total: float) -> float:
 class MiniScapesLayout(DatasetLayout):
     info = DatasetInfo(
         name="miniscapes",
-        tasks=tuple(CODECS),
+        stored_tasks=tuple(CODECS),
         default_tasks=COURSE_TASKS,
-        class_names=CLASS_NAMES,
-        class_colors=CLASS_COLORS,
-        ignore_index=IGNORE_INDEX,
-        depth_range=(ZMIN, ZMAX),
-        depth_stats=(27.0727, 29.1264),  # the train split of the real MiniScapes
+        task_info={
+            "semseg": SemsegInfo(CLASS_NAMES, CLASS_COLORS, IGNORE_INDEX),
+            "depth": DepthInfo(value_range=(ZMIN, ZMAX), stats=(27.0727, 29.1264)),  # the real MiniScapes' train split
+        },
     )
     headline = "grader"
+    codecs = CODECS
+    synth_size = (512, 256)
 
     def splits(self) -> tuple[str, ...]:
         return tuple(s for s in SPLITS if (self.root / s / "rgb").is_dir())
@@ -79,8 +87,8 @@ class MiniScapesLayout(DatasetLayout):
     def split_size(self, split: str) -> int:
         return split_size(self.root, split)
 
-    def tasks_in(self, split: str) -> tuple[str, ...]:
-        return tuple(t for t in CODECS if (self.root / split / t).is_dir())
+    def stored_tasks_in(self, split: str) -> tuple[str, ...]:
+        return tuple(t for t in self.info.stored_tasks if (self.root / split / t).is_dir())
 
     def require_ground_truth(self, split: str) -> tuple[str, ...]:
         tasks = self.tasks_in(split)
@@ -89,7 +97,7 @@ class MiniScapesLayout(DatasetLayout):
         return tasks
 
     def path(self, split: str, modality: str, index: int) -> Path:
-        suffix = ".jpg" if modality == "rgb" else CODECS[modality].suffix
+        suffix = ".jpg" if modality == "rgb" else self.codec(modality).suffix
         return self.root / split / modality / f"{index}{suffix}"
 
     def read(self, split: str, index: int, tasks: Sequence[str]) -> dict[str, np.ndarray]:
@@ -97,17 +105,13 @@ class MiniScapesLayout(DatasetLayout):
         out = {"rgb": rgb}
         for task in tasks:
             path = self.path(split, task, index)
-            out[task] = CODECS[task].read(path)
+            out[task] = self.codec(task).read(path)
             if out[task].shape[:2] != rgb.shape[:2]:
                 raise DataFormatError(
                     f"{path}: size {out[task].shape[1]}x{out[task].shape[0]} differs from its "
                     f"rgb image {rgb.shape[1]}x{rgb.shape[0]}"
                 )
         return out
-
-    @classmethod
-    def codec(cls, task: str) -> Codec:
-        return CODECS[task]
 
     def find_problems(self, progress: bool = True) -> CheckResult:
         """Everything wrong with the dataset, each bad file on one line starting with its path.
@@ -129,21 +133,23 @@ class MiniScapesLayout(DatasetLayout):
         result = CheckResult()
         files: list[tuple[Path, str]] = []
         test_count = None
-        optional = tuple(t for t in CODECS if t not in GROUND_TRUTH)
+        stored = self.info.stored_tasks
+        extensions = {"rgb": ".jpg", **{task: self.codec(task).suffix for task in stored}}
+        optional = tuple(t for t in stored if t not in GROUND_TRUTH)
         for split in SPLITS:
             if (root / split).is_dir():
                 if split == "test":  # the official test split ships RGB only
-                    group = IndexedGroup(root / split, EXTENSIONS, ("rgb",), tuple(CODECS))
+                    group = IndexedGroup(root / split, extensions, ("rgb",), stored)
                 else:
-                    group = IndexedGroup(root / split, EXTENSIONS, ("rgb", *GROUND_TRUTH), optional)
+                    group = IndexedGroup(root / split, extensions, ("rgb", *GROUND_TRUTH), optional)
                 count = scan_indexed_group(group, result.problems, files)
                 if split == "test":
                     test_count = count
         if (root / "test_gt").is_dir():
             counterpart = root / "test" / "rgb"
-            test_gt = IndexedGroup(root / "test_gt", EXTENSIONS, GROUND_TRUTH, optional, test_count, counterpart, ".jpg")
+            test_gt = IndexedGroup(root / "test_gt", extensions, GROUND_TRUTH, optional, test_count, counterpart, ".jpg")
             scan_indexed_group(test_gt, result.problems, files)
-        sizes = check_files(files, _check_file, result, progress)
+        sizes = check_files(files, self._check_file, result, progress)
         result.problems += size_problems(sizes)
         return result
 
@@ -158,23 +164,28 @@ class MiniScapesLayout(DatasetLayout):
     def checkpoint_rank(cls, scores: Mapping[str, float]) -> float:
         return checkpoint_rank(scores["grader"], scores["total"])
 
+    @classmethod
+    def write_generated(cls, root: Path, split: str, index: int, sample: Sample) -> None:
+        atomic_write(lambda p: formats.write_rgb(p, sample.rgb), root / split / "rgb" / f"{index}.jpg")
+        gt = root / GROUND_TRUTH_FOLDER[split]
+        atomic_write(lambda p: formats.write_semseg(p, sample.semseg), gt / "semseg" / f"{index}.png")
+        atomic_write(lambda p: formats.write_depth(p, sample.depth, "invalidate"), gt / "depth" / f"{index}.png")
+        atomic_write(lambda p: formats.write_normals(p, sample.normals), gt / "normals" / f"{index}.png")
 
-READERS = {"rgb": formats.read_rgb, **{task: codec.read for task, codec in CODECS.items()}}
-
-
-def _check_file(path: Path, modality: str) -> tuple[str | None, str | None, tuple[int, int] | None]:
-    """(problem, warning, (width, height)) of one file; the size is None when the file is not usable."""
-    real_format, mode = image_header(path)
-    problem = content_problem(path, real_format)
-    if problem is not None:
-        return problem, None, None
-    if modality == "depth" and mode in SIXTEEN_BIT_MODES:
-        return f"{path}: depth image is 16-bit (mode {mode!r}), expected 8-bit disparity codes (mode 'L')", None, None
-    try:
-        array = READERS[modality](path)
-    except DataFormatError as exc:
-        return str(exc), None, None
-    warning = None
-    if modality == "depth" and not np.isfinite(array).any():
-        warning = f"{path}: warning: no valid depth pixel (every value is 0 = invalid)"
-    return None, warning, (array.shape[1], array.shape[0])
+    def _check_file(self, path: Path, modality: str) -> tuple[str | None, str | None, tuple[int, int] | None]:
+        """(problem, warning, (width, height)) of one file; the size is None when the file is not usable.
+        A float map without one valid pixel (depth: every code 0) is a warning."""
+        real_format, mode = image_header(path)
+        problem = content_problem(path, real_format)
+        if problem is not None:
+            return problem, None, None
+        if modality == "depth" and mode in SIXTEEN_BIT_MODES:
+            return f"{path}: depth image is 16-bit (mode {mode!r}), expected 8-bit disparity codes (mode 'L')", None, None
+        try:
+            array = formats.read_rgb(path) if modality == "rgb" else self.codec(modality).read(path)
+        except DataFormatError as exc:
+            return str(exc), None, None
+        warning = None
+        if array.dtype.kind == "f" and not np.isfinite(array).any():
+            warning = f"{path}: warning: no valid {modality} pixel (every value is 0 = invalid)"
+        return None, warning, (array.shape[1], array.shape[0])

@@ -9,23 +9,29 @@ that are not whole numbers in 0..n−1 or −1, negative depth. Decoded arrays f
 RGB uint8 (round(255·x)), class ids uint8 with −1 → the ignore index, depth float32 with 0 → NaN, normals
 float32 unit vectors with all-zero → NaN.
 
-A layout module subclasses ``NpyLayout`` and sets ``FOLDERS`` (task → folder); predictions are written as
-.npy in the same conventions (labels float32, depth H×W×1, normals H×W×3; ``Codec``s below).
+A layout module subclasses ``NpyLayout``, sets ``FOLDERS`` (task → folder) and lists its tasks in
+``info.stored_tasks``. How each task's array is held is the family's codec table (``NpyCodec``: labels, depth,
+normals below); a task plug-in adds its own with ``NpyLayout.add_codec`` for every .npy layout. Predictions
+are written as .npy in the same conventions (labels float32 with −1, depth H×W×1, normals H×W×3).
+
+The generated world is written in these layouts as image = RGB/255 (float32, so reading rounds back to the exact
+RGB), labels float32 with −1 = ignore, float maps with 0 = invalid (``write_generated`` of each layout).
 """
 
 from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from tqdm import tqdm
 
 from mtl.data.check import CheckResult, IndexedGroup, count_indexed_files, scan_indexed_group, size_problems
-from mtl.data.formats import DataFormatError
+from mtl.data.formats import DataFormatError, atomic_write
 from mtl.datasets.base import Codec, DatasetLayout
 
 SPLITS = ("train", "val")
@@ -116,57 +122,87 @@ def decode_normals(path: Path, array: np.ndarray, size: tuple[int, int]) -> np.n
     return out.astype(np.float32)
 
 
-# ------------------------------------------------------------------------------- prediction codecs
-def _save(path: Path, array: np.ndarray) -> None:
-    np.save(path, np.ascontiguousarray(array))
+# ----------------------------------------------------------------------------------------- the codecs
+def zero_invalid(values: np.ndarray) -> np.ndarray:
+    """float32 with 0 where a value is not finite (NaN = invalid in the tasks' convention)."""
+    return np.where(np.isfinite(values), values, 0.0).astype(np.float32)
 
 
-def label_codec(num_classes: int, ignore: int) -> Codec:
-    def read(path: Path) -> np.ndarray:
-        array = load_npy(path)
-        return decode_labels(path, array, array.shape[:2], num_classes, ignore)
-
-    def write(path: Path, ids: np.ndarray) -> None:
-        ids = np.asarray(ids)
-        _save(path, np.where(ids == ignore, -1.0, ids.astype(np.float32)).astype(np.float32))
-
-    return Codec(".npy", read, write)
+def encode_labels(ids: np.ndarray, classes: Any) -> np.ndarray:
+    """Class ids → float32 labels with −1 where the ids are the ignore index."""
+    ids = np.asarray(ids)
+    return np.where(ids == classes.ignore_index, -1.0, ids.astype(np.float32)).astype(np.float32)
 
 
-def _read_depth(path: Path) -> np.ndarray:
-    array = load_npy(path)
-    return decode_depth(path, array, array.shape[:2])
+@dataclass(frozen=True)
+class NpyCodec:
+    """How one task's array is held in the .npy files of these layouts: ``decode(path, array, image size, the
+    task's facts)`` checks a loaded array and returns the task's array (errors name the file); ``encode(value,
+    the task's facts)`` is the array saved for a prediction."""
+
+    decode: Callable[[Path, np.ndarray, tuple[int, int], Any], np.ndarray]
+    encode: Callable[[np.ndarray, Any], np.ndarray]
 
 
-def _write_depth(path: Path, depth: np.ndarray) -> None:
-    depth = np.asarray(depth, dtype=np.float32)
-    _save(path, np.where(np.isfinite(depth), depth, 0.0).astype(np.float32)[..., None])
+LABELS = NpyCodec(
+    lambda path, array, size, classes: decode_labels(path, array, size, classes.num_classes, classes.ignore_index),
+    encode_labels,
+)
+DEPTH = NpyCodec(
+    lambda path, array, size, _: decode_depth(path, array, size),
+    lambda depth, _: zero_invalid(np.asarray(depth, dtype=np.float32))[..., None],
+)
+NORMALS = NpyCodec(
+    lambda path, array, size, _: decode_normals(path, array, size),
+    lambda normals, _: zero_invalid(np.asarray(normals, dtype=np.float32)),
+)
 
 
-def _read_normals(path: Path) -> np.ndarray:
-    array = load_npy(path)
-    return decode_normals(path, array, array.shape[:2])
+def save_npy(path: Path, array: np.ndarray) -> None:
+    """One array as ``path`` (written under a temporary name, then renamed)."""
+    atomic_write(lambda p: np.save(p, np.ascontiguousarray(array)), path)
 
 
-def _write_normals(path: Path, normals: np.ndarray) -> None:
-    normals = np.asarray(normals, dtype=np.float32)
-    _save(path, np.where(np.isfinite(normals), normals, 0.0).astype(np.float32))
+def generated_image(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB → float32 in [0, 1], as the generated world stores it (reading rounds back to the same RGB)."""
+    return (rgb.astype(np.float32) / np.float32(255.0)).astype(np.float32)
 
 
-DEPTH_CODEC = Codec(".npy", _read_depth, _write_depth)
-NORMALS_CODEC = Codec(".npy", _read_normals, _write_normals)
+def generated_labels(train_ids: np.ndarray, table: np.ndarray | None = None) -> np.ndarray:
+    """trainIds (255 = ignore) → float32 labels with −1 = ignore, through ``table`` (256 entries) when given."""
+    if table is not None:
+        return table[train_ids]
+    return np.where(train_ids == 255, -1.0, train_ids.astype(np.float32)).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------ the layout
 class NpyLayout(DatasetLayout):
-    """``<root>/<split>/<folder>/<i>.npy`` with an ``image`` folder and one folder per task (``folders``)."""
+    """``<root>/<split>/<folder>/<i>.npy`` with an ``image`` folder and one folder per stored task (``folders``)."""
 
     FOLDERS: ClassVar[Mapping[str, str]]  # task → folder, in the layout's task order
-    KINDS: ClassVar[Mapping[str, str]]  # task → "labels", "depth" or "normals" (how its files are decoded)
+    codecs = {"semseg": LABELS, "depth": DEPTH, "normals": NORMALS}
 
     @property
     def folders(self) -> Mapping[str, str]:
-        return self.FOLDERS
+        """The folder of each stored task (a task without one in ``FOLDERS`` is in a folder named after it)."""
+        return {task: self.FOLDERS.get(task, task) for task in self.info.stored_tasks}
+
+    @classmethod
+    def codec(cls, task: str) -> Codec:
+        """The .npy codec of ``task`` with the layout's facts (e.g. its class count) for its predictions."""
+        entry = cls.codec_entry(task)
+        if not isinstance(entry, NpyCodec):
+            return entry
+        facts = cls.info.task_info.get(task)
+
+        def read(path: Path) -> np.ndarray:
+            array = load_npy(path)
+            return entry.decode(path, array, array.shape[:2], facts)
+
+        def write(path: Path, value: np.ndarray) -> None:
+            np.save(path, np.ascontiguousarray(entry.encode(value, facts)))
+
+        return Codec(".npy", read, write)
 
     def splits(self) -> tuple[str, ...]:
         return tuple(s for s in SPLITS if (self.root / s / IMAGE).is_dir())
@@ -177,7 +213,7 @@ class NpyLayout(DatasetLayout):
             raise FileNotFoundError(f"{folder}: split folder not found (expected <root>/{split}/{IMAGE}/<i>.npy)")
         return count_indexed_files(folder, ".npy")
 
-    def tasks_in(self, split: str) -> tuple[str, ...]:
+    def stored_tasks_in(self, split: str) -> tuple[str, ...]:
         return tuple(t for t, folder in self.folders.items() if (self.root / split / folder).is_dir())
 
     def require_ground_truth(self, split: str) -> tuple[str, ...]:
@@ -189,12 +225,10 @@ class NpyLayout(DatasetLayout):
     def path(self, split: str, folder: str, index: int) -> Path:
         return self.root / split / folder / f"{index}.npy"
 
-    def decode(self, kind: str, path: Path, array: np.ndarray, size: tuple[int, int], num_classes: int) -> np.ndarray:
-        if kind == "labels":
-            return decode_labels(path, array, size, num_classes, self.info.ignore_index)
-        if kind == "depth":
-            return decode_depth(path, array, size)
-        return decode_normals(path, array, size)
+    def decoder(self, task: str) -> Callable[[Path, np.ndarray, tuple[int, int]], np.ndarray]:
+        """``task``'s ground truth: (path, loaded array, image size) → its array, through its codec."""
+        entry, facts = self.codec_entry(task), self.info.task_info.get(task)
+        return lambda path, array, size: entry.decode(path, array, size, facts)
 
     def read(self, split: str, index: int, tasks: Sequence[str]) -> dict[str, np.ndarray]:
         image_path = self.path(split, IMAGE, index)
@@ -202,13 +236,13 @@ class NpyLayout(DatasetLayout):
         out = {"rgb": rgb}
         for task in tasks:
             path = self.path(split, self.folders[task], index)
-            out[task] = self.decode(self.KINDS[task], path, load_npy(path), rgb.shape[:2], self.info.num_classes)
+            out[task] = self.decoder(task)(path, load_npy(path), rgb.shape[:2])
         return out
 
     # ---------------------------------------------------------------------------------- the check
-    def label_folders(self, split: str) -> dict[str, int]:
-        """Label folders to check in a split, with their number of classes."""
-        return {folder: self.info.num_classes for task, folder in self.folders.items() if self.KINDS[task] == "labels"}
+    def folder_decoders(self, split: str) -> dict[str, Callable[[Path, np.ndarray, tuple[int, int]], np.ndarray]]:
+        """Every folder to check in a split, with how its files decode (each stored task's, by default)."""
+        return {folder: self.decoder(task) for task, folder in self.folders.items()}
 
     def required_folders(self, split: str) -> tuple[str, ...]:
         return (IMAGE, *self.folders.values())
@@ -217,7 +251,7 @@ class NpyLayout(DatasetLayout):
         """Every bad file on one line starting with its path: missing folders and files (index gaps), stray
         files and folders, names that are not ``<i>.npy``, files that do not load, and every decoding error
         above; sizes: each file against its image, the images against the dataset's most common size.
-        A depth map without a valid pixel, or normals without one, are warnings."""
+        A float map (depth, normals) without a valid pixel is a warning."""
         root = self.root
         if not root.is_dir():
             return CheckResult([f"{root}: dataset root not found"])
@@ -228,12 +262,11 @@ class NpyLayout(DatasetLayout):
         for split in SPLITS:
             if not (root / split).is_dir():
                 continue
-            labels = self.label_folders(split)
-            kinds = {folder: self.KINDS[t] for t, folder in self.folders.items()}
-            kinds.update({folder: "labels" for folder in labels})
+            decoders = self.folder_decoders(split)
+            task_of = {folder: task for task, folder in self.folders.items()}
             required = self.required_folders(split)
-            optional = tuple(f for f in (*kinds,) if f not in required)
-            group = IndexedGroup(root / split, {f: ".npy" for f in (IMAGE, *kinds)}, required, optional)
+            optional = tuple(f for f in decoders if f not in required)
+            group = IndexedGroup(root / split, {f: ".npy" for f in (IMAGE, *decoders)}, required, optional)
             files: list[tuple[Path, str]] = []
             scan_indexed_group(group, result.problems, files)
             by_index: dict[int, dict[str, Path]] = {}
@@ -257,12 +290,13 @@ class NpyLayout(DatasetLayout):
                     try:
                         array = load_npy(path)
                         shape = size if size is not None else array.shape[:2]
-                        decoded = self.decode(kinds[folder], path, array, shape, labels.get(folder, 0))
+                        decoded = decoders[folder](path, array, shape)
                     except DataFormatError as exc:
                         result.problems.append(str(exc))
                         continue
-                    if kinds[folder] in ("depth", "normals") and not np.isfinite(decoded).any():
-                        warning = f"{path}: warning: no valid {kinds[folder]} pixel (every value is 0 = invalid)"
+                    if decoded.dtype.kind == "f" and not np.isfinite(decoded).any():
+                        what = task_of.get(folder, folder)
+                        warning = f"{path}: warning: no valid {what} pixel (every value is 0 = invalid)"
                         result.warnings.append(warning)
         result.problems += size_problems(sizes)
         return result

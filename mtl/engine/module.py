@@ -218,7 +218,8 @@ class MultiTaskModule(pl.LightningModule):
             self.print(" | ".join(parts))
 
     def validation_scalars(self) -> dict[str, float]:
-        """All validation scalars by TensorBoard tag (reduced over processes), and the checkpoint rank."""
+        """All validation scalars by TensorBoard tag (reduced over processes): each task's ``scalars`` and its
+        ``summary`` as ``metrics_summary/<task>``, the dataset's scores, and the checkpoint rank."""
         scalars: dict[str, float] = {"epoch": float(self.current_epoch)}
         sums = {k: self.all_reduce_sum(v) for k, v in self.val_loss_sums.items()}
         count = float(sums.pop("count", 1))
@@ -227,7 +228,8 @@ class MultiTaskModule(pl.LightningModule):
         for name, task in self.tasks.items():
             result = self.metrics[name].compute()
             scalars.update(task.scalars(result))
-            summary[name] = task.summary(result)
+            summary[name] = task.summary(result)  # the task's own summary: its scalars need not hold it
+            scalars[f"metrics_summary/{name}"] = summary[name]
             self.metrics[name].reset()
         scores = self.dataset.scores(summary, {name: task.higher_is_better for name, task in self.tasks.items()})
         scalars.update({f"metrics_summary/{k}": v for k, v in scores.items()})

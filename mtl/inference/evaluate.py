@@ -18,8 +18,9 @@ OnBatch = Callable[[dict[str, Any], dict[str, torch.Tensor]], None]
 def evaluate_split(
     predictor: Predictor, dataset: SplitDataset, batch_size: int = 8, device: str = "cpu", on_batch: OnBatch | None = None
 ) -> dict[str, Any]:
-    """Each task's report (e.g. ``miou`` and ``iou_per_class``), the dataset's scores (e.g. ``grader``, ``total``)
-    for the tasks with ground truth in ``dataset``; ``on_batch(batch, predictions)`` sees every batch (in order).
+    """``{"scores": the dataset's scores (e.g. grader, total), "tasks": {task: its report (e.g. miou and
+    iou_per_class)}}`` for the tasks with ground truth in ``dataset``: nothing merged, so no task's names can hide
+    another's. ``on_batch(batch, predictions)`` sees every batch (in order).
 
     ``predictor`` is anything with ``predict(rgb_uint8)`` and ``tasks`` (a Predictor, or test-time augmentation).
     """
@@ -32,15 +33,14 @@ def evaluate_split(
             metric.update(predictions[name], batch[name].to(device))
         if on_batch is not None:
             on_batch(batch, predictions)
-    result: dict[str, Any] = {}
+    reports: dict[str, Any] = {}
     summary = {}
     for name, metric in metrics.items():
         if not metric.update_count:
             continue
         computed = metric.compute()
         task = predictor.tasks[name]
-        result.update(task.report(computed))
+        reports[name] = task.report(computed)
         summary[name] = task.summary(computed)
     higher = {name: predictor.tasks[name].higher_is_better for name in summary}
-    result.update(dataset.layout.scores(summary, higher))
-    return result
+    return {"scores": dataset.layout.scores(summary, higher), "tasks": reports}

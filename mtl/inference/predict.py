@@ -3,7 +3,7 @@
 
 ``--format NAME`` (``fmt``) writes the files in another layout's format (e.g. ``cityscapes``: labelId PNGs that
 the official Cityscapes evaluator scores), as ``OUT/<task>/<name><suffix>`` in both modes, one file per image and
-task; a task that layout does not store keeps the model's own dataset format.
+task; a task that layout has no codec for keeps the model's own dataset format.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from mtl.datasets import DATASETS, DatasetInfo, DatasetLayout, SplitDataset
+from mtl.datasets import DATASETS, DatasetLayout, SplitDataset
 from mtl.inference.evaluate import evaluate_split
 from mtl.inference.images import load_image
 from mtl.inference.predictor import Predictor
@@ -27,26 +27,19 @@ from mtl.inference.predictor import Predictor
 
 def format_layout(predictor: Predictor, fmt: str | None) -> type[DatasetLayout] | None:
     """The layout whose format ``--format fmt`` writes (None: the model's own dataset format). Refused with a
-    ValueError when its classes are not the model's (class ids would mean other classes)."""
+    ValueError when a task says its predictions cannot be written there (e.g. class ids of other classes)."""
     if fmt is None or fmt == "dataset":
         return None
     target = DATASETS[fmt]
-    model = model_info(predictor)
-    if target.info.class_names != model.class_names:
-        raise ValueError(
-            f"--format {fmt} writes the {target.info.num_classes} classes of {fmt}; this model was trained on "
-            f"{model.name} with {model.num_classes} other classes"
-        )
+    for task in predictor.tasks.values():
+        mismatch = task.format_mismatch(target.info)
+        if mismatch is not None:
+            raise ValueError(f"--format {fmt} {mismatch}")
     return target
 
 
-def model_info(predictor: Predictor) -> DatasetInfo:
-    """The dataset facts the model's tasks were built with (its class set), else its dataset's defaults."""
-    return next((task.info for task in predictor.tasks.values()), DATASETS[predictor.dataset].info)
-
-
 def _writer(layout: DatasetLayout | type[DatasetLayout], fmt: type[DatasetLayout] | None, task: str):
-    return fmt if fmt is not None and task in fmt.info.tasks else layout
+    return fmt if fmt is not None and fmt.has_codec(task) else layout
 
 
 def write_predictions(
@@ -144,7 +137,7 @@ def predict_dataset_split(
     fmt: str | None = None,
 ) -> dict[str, Any] | None:
     """Write every sample's predictions into out_dir/<task>/ in the dataset's format (or ``fmt``'s); the
-    metrics when the split has ground truth (None otherwise)."""
+    metrics (``evaluate_split``) when the split has ground truth (None otherwise)."""
     writer = format_layout(predictor, fmt)
     dataset = SplitDataset(layout, split, predictor.tasks)
 

@@ -234,14 +234,15 @@ def metric_direction(task: str, tag: str) -> bool | None:
     return None
 
 
-def _class_names(runs: list[Run]) -> list[tuple[str, tuple[int, int, int]]]:
-    """(class name, colour) of the datasets of ``runs``, in order, without repeats."""
+def _class_names(task: str, runs: list[Run]) -> list[tuple[str, tuple[int, int, int]]]:
+    """(class name, colour) of ``task`` in the datasets of ``runs`` (the ``class_names`` and ``class_colors`` of
+    its facts, ``DatasetInfo.task_info``), in order, without repeats."""
     seen: dict[str, tuple[int, int, int]] = {}
     for run in runs:
         info = run.info
-        if info is not None:
-            for name, color in zip(info.class_names, info.class_colors):
-                seen.setdefault(name, tuple(color))
+        facts = info.task_info.get(task) if info is not None else None
+        for name, color in zip(getattr(facts, "class_names", ()), getattr(facts, "class_colors", ())):
+            seen.setdefault(name, tuple(color))
     return list(seen.items())
 
 
@@ -252,7 +253,7 @@ def _class_tag(task: str, name: str) -> str:
 def class_table(task: str, runs: list[Run], colors: dict[str, str]) -> str:
     """Per-class scores (percent) of ``task``, classes × runs, shaded white (0) to green (100), its summary below;
     empty when the task logs no per-class metric."""
-    classes = _class_names(runs)
+    classes = _class_names(task, runs)
     if not any(_class_tag(task, name) in run.best for run in runs for name, _ in classes):
         return ""
     _, label, _ = task_summary(task)
@@ -283,7 +284,7 @@ def metric_table(task: str, runs: list[Run], colors: dict[str, str]) -> str:
     """Every other ``metrics_task_<task>/…`` value at the best epoch: metrics × runs, ↑/↓ and the best run in bold
     where the direction is known. Order: the summary metric, the Δm metrics, then alphabetical."""
     prefix = f"metrics_task_{task}/"
-    per_class = {_class_tag(task, name) for name, _ in _class_names(runs)}
+    per_class = {_class_tag(task, name) for name, _ in _class_names(task, runs)}
     tags = sorted({k for run in runs for k in run.best if k.startswith(prefix) and k not in per_class})
     if not tags:
         return ""
@@ -341,8 +342,9 @@ def _hex(rgb: Sequence[int]) -> str:
 
 def task_legend(task: str, runs: list[Run]) -> str:
     """The legend of a task's pictures, drawn by the task module itself: for a task with one output channel per
-    class of the dataset, the class colours and its ignore colour; for a task with one float channel, its
-    colour map over the dataset's depth range (log scale) and its invalid colour. Empty for other tasks."""
+    class of its facts (``class_names``), the class colours and its ignore colour; for a task with one float
+    channel, its colour map over its facts' ``value_range`` (log scale, in their ``unit``) and its invalid colour.
+    Empty for other tasks."""
     import torch
 
     info = next((run.info for run in runs if task in run.tasks), None)
@@ -350,20 +352,22 @@ def task_legend(task: str, runs: list[Run]) -> str:
         return ""
     try:
         instance = TASKS[task](info)
+        facts = instance.task_info  # a task that needs facts the dataset does not give raises: no legend
         channels = instance.output().channels
-        if info.class_names and channels == info.num_classes:
-            ignore = instance.picture(torch.full((1, 1), info.ignore_index, dtype=torch.int64))[0, 0]
+        names = tuple(getattr(facts, "class_names", ()))
+        if names and channels == len(names):
+            ignore = instance.picture(torch.full((1, 1), facts.ignore_index, dtype=torch.int64))[0, 0]
             items = "".join(
-                f"<span>{swatch(_hex(color))}{esc(name)}</span>" for name, color in zip(info.class_names, info.class_colors)
+                f"<span>{swatch(_hex(color))}{esc(name)}</span>" for name, color in zip(names, facts.class_colors)
             )
             return f'<div class="legend">{items}<span>{swatch(_hex(ignore))}{esc(task)}: ignore</span></div>'
-        if channels == 1 and str(instance.target_dtype).startswith("float"):
-            lo, hi = info.depth_range
+        if channels == 1 and str(instance.target_dtype).startswith("float") and hasattr(facts, "value_range"):
+            lo, hi = facts.value_range
             ramp = torch.from_numpy(np.geomspace(lo, hi, 160)[None, :].astype(np.float32))
             row = instance.picture(ramp)
             invalid = instance.picture(torch.full((1, 1), math.nan))[0, 0]
             bar = data_uri("image/png", _png(np.repeat(row, 12, axis=0)))
-            unit = str(getattr(info, "depth_unit", "m"))
+            unit = str(getattr(facts, "unit", "m"))
             short = f" {unit}" if unit == "m" else ""  # metres on the ends; another unit said once, in words
             scale = "log scale" if unit == "m" else f"log scale; {unit}"
             return (

@@ -5,36 +5,63 @@ output channels, loss and flags, the decoding of raw network outputs into a pred
 TensorBoard tags, the tensors it is given by a dataset (from the dataset codec's arrays), how augmentation
 resamples it, how test-time augmentation merges views, how it is drawn, and its ONNX output.
 
+What a dataset says about a task (its classes, its value range, …) is a small dataclass of the task's module,
+which a layout fills in: ``DatasetInfo.task_info[name]``, read by the task as ``self.task_info``.
+A task may have no files of its own: with ``source`` set, its target is derived (``derive``) from another
+task's array, and it is present wherever that task is.
+
+``Task`` is abstract: ``@register_task`` refuses a class that leaves a required method or attribute undefined,
+naming them, so a plug-in fails when it is loaded, not when a rarely used path runs.
 Tasks import torch inside their methods (see ``mtl.plugins``): building the command line imports them.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from mtl.datasets.base import DatasetInfo, DatasetLayout
+from mtl.models.options import TaskOutput
 from mtl.plugins import Registry
 
 if TYPE_CHECKING:
-    from torch import Tensor, nn
+    from torch import Tensor
     from torchmetrics import Metric
 
+    from mtl.datasets.base import DatasetInfo, DatasetLayout
+
 TASKS: Registry[type[Task]] = Registry("task", "mtl.tasks")
-register_task = TASKS.register
+# Class attributes every task sets (the abstract methods are listed by ABC).
+REQUIRED_ATTRIBUTES = ("summary_name", "summary_label", "higher_is_better", "onnx_output", "target_dtype")
 
 
-@dataclass(frozen=True)
-class TaskOutput:
-    """What a model must produce for a task: ``channels`` maps, or a dedicated head built on the decoder's
-    feature width (``head(in_channels) -> nn.Module`` returning B×channels×h×w)."""
+def missing_members(cls: type, required_attributes: Iterable[str]) -> list[str]:
+    """The abstract methods ``cls`` leaves undefined and the required class attributes it does not set."""
+    return sorted(getattr(cls, "__abstractmethods__", ())) + [a for a in required_attributes if not hasattr(cls, a)]
 
-    channels: int
-    head: Callable[[int], nn.Module] | None = None
+
+def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
+    """Class decorator: ``@register_task("name")`` makes the task ``--tasks name``. A class that lacks a required
+    method or attribute is refused here, with one line naming it and what it lacks."""
+
+    def decorator(cls: type[Task]) -> type[Task]:
+        missing = missing_members(cls, REQUIRED_ATTRIBUTES)
+        if cls.source is not None and cls.derive is Task.derive:
+            missing.append("derive")
+        if missing:
+            raise TypeError(f"task {name!r}: {cls.__name__} does not define {', '.join(missing)} (see mtl.tasks.Task)")
+        return TASKS.register(name)(cls)
+
+    return decorator
+
+
+def derived_tasks(tasks: Iterable[str]) -> tuple[str, ...]:
+    """The registered tasks derived from one of ``tasks`` (``Task.source``) and not among them, by name."""
+    present = set(tasks)
+    return tuple(name for name, cls in TASKS.items() if cls.source in present and name not in present)
 
 
 def final(output: Tensor | Sequence[Tensor]) -> Tensor:
@@ -62,7 +89,7 @@ def deep_supervision_mean(
     return torch.stack([loss(pred) for pred in preds]).mean()
 
 
-class Task:
+class Task(ABC):
     name: ClassVar[str]
     default_weight: ClassVar[float] = 0.5  # --loss_weight_<task>
     summary_name: ClassVar[str]  # the metric shown as metrics_summary/<task>
@@ -72,9 +99,18 @@ class Task:
     delta_metrics: ClassVar[tuple[tuple[str, bool], ...]] = ()
     onnx_output: ClassVar[str]
     target_dtype: ClassVar[str]  # torch dtype name of the target tensor (what augmentation must keep)
+    source: ClassVar[str | None] = None  # the task whose array this one's target is derived from (``derive``)
 
     def __init__(self, info: DatasetInfo) -> None:
         self.info = info
+
+    @property
+    def task_info(self) -> Any:
+        """What the dataset says about this task (``info.task_info[name]``, a dataclass of the task's module)."""
+        try:
+            return self.info.task_info[self.name]
+        except KeyError:
+            raise ValueError(f"the {self.info.name} dataset gives no {self.name} facts (DatasetInfo.task_info)") from None
 
     # ---------------------------------------------------------------------------------- flags
     @classmethod
@@ -96,20 +132,21 @@ class Task:
         return {}
 
     # --------------------------------------------------------------------------------- model
+    @abstractmethod
     def output(self) -> TaskOutput:
-        raise NotImplementedError
+        """What the model must produce for this task."""
 
+    @abstractmethod
     def loss(self, outputs: Tensor | Sequence[Tensor], target: Tensor) -> Tensor:
         """Training loss against the dataset's target tensor (float32, whatever the output dtype)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def decode(self, raw: Tensor) -> Tensor:
         """Final raw output (B×C×H×W) → prediction in the target's convention."""
-        raise NotImplementedError
 
+    @abstractmethod
     def export(self, raw: Tensor) -> Tensor:
         """What the ONNX graph returns for this task (B×C×H×W)."""
-        raise NotImplementedError
 
     def onnx_metadata(self) -> dict[str, str]:
         """Properties of the ONNX file that describe this task's output."""
@@ -119,52 +156,65 @@ class Task:
         """Raw output of a horizontally flipped input → the output for the unflipped input."""
         return raw.flip(-1)
 
+    @abstractmethod
     def tta_term(self, raw: Tensor, num_views: int, back: Callable[[Tensor], Tensor]) -> Tensor:
         """One test-time-augmentation view's contribution, mapped to the input's frame by ``back`` (undoes the
         view's flip with ``flip_back`` and its scale); views are summed, then ``tta_result``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def tta_result(self, total: Tensor, num_views: int) -> Tensor:
-        raise NotImplementedError
+        """The summed views → the prediction."""
 
     # ------------------------------------------------------------------------------- metrics
+    @abstractmethod
     def metric(self) -> Metric:
-        raise NotImplementedError
+        """A fresh torchmetrics metric whose ``compute()`` is a mapping of named results."""
 
+    @abstractmethod
     def scalars(self, result: Mapping[str, Tensor]) -> dict[str, float]:
-        """Validation scalars by TensorBoard tag, ``metrics_summary/<task>`` included."""
-        raise NotImplementedError
+        """Validation scalars by TensorBoard tag (``metrics_task_<task>/…``); the engine adds
+        ``metrics_summary/<task>`` from ``summary``."""
 
+    @abstractmethod
     def report(self, result: Mapping[str, Tensor]) -> dict[str, Any]:
         """The same result for a JSON report (``mtl predict``): plain numbers by name."""
-        raise NotImplementedError
 
     def summary(self, result: Mapping[str, Tensor]) -> float:
+        """The one number that sums the task up (logged as ``metrics_summary/<task>``, ranked by the dataset)."""
         return float(result[self.summary_name])
 
+    def format_mismatch(self, target: DatasetInfo) -> str | None:
+        """Why this task's predictions cannot be written in the files of a dataset with ``target``'s facts (e.g.
+        other classes), as the end of a sentence starting with the format's flag; None when they can."""
+        return None
+
     # -------------------------------------------------------------------------------- data
+    def derive(self, source: np.ndarray) -> np.ndarray:
+        """The target array from the ``source`` task's array (a task with ``source`` defines it)."""
+        raise NotImplementedError(f"{type(self).__name__} has no source task to derive its target from")
+
+    @abstractmethod
     def to_tensor(self, array: np.ndarray) -> Tensor:
         """A dataset codec's array → the target tensor (what losses and metrics take)."""
-        raise NotImplementedError
 
     def to_array(self, prediction: Tensor) -> np.ndarray:
         """One decoded prediction → the array a dataset codec writes."""
         return prediction.detach().cpu().numpy()
 
     @property
+    @abstractmethod
     def fill(self) -> float:
         """Target value of pixels that a geometric augmentation brings in from outside the image (ignore,
         invalid). Targets are resampled by nearest neighbour: no invented labels, depths or normals."""
-        raise NotImplementedError
 
     def reorient(self, target: Tensor, flip: bool, angle_rad: float) -> Tensor:
         """Correct a resampled target for a mirror and an in-plane rotation (vector-valued targets only)."""
         return target
 
     # ------------------------------------------------------------------------------ pictures
+    @abstractmethod
     def picture(self, value: Tensor) -> np.ndarray:
         """A target or prediction (H×W…) as an H×W×3 uint8 picture; invalid pixels visibly marked."""
-        raise NotImplementedError
 
     def overview_picture(self, rgb: np.ndarray, prediction: Tensor) -> np.ndarray:
         """The panel of `mtl predict`'s overview picture."""
@@ -177,10 +227,6 @@ class Task:
     def histograms(self, target: Tensor, prediction: Tensor) -> dict[str, Tensor]:
         """Values for TensorBoard histograms of observed validation samples, by tag."""
         return {}
-
-
-def loss_weight_flag(task: str) -> str:
-    return f"loss_weight_{task}"
 
 
 def build_tasks(

@@ -9,11 +9,15 @@ dataset's depth range: any finite or infinite prediction becomes a depth that th
 log-based metrics accept, while every ground-truth depth round-trips unchanged. NaN is not hidden: a
 diverged network gives NaN metres, which metrics and the prediction writer then report loudly.
 
+A layout that stores depth describes it as ``DatasetInfo.task_info["depth"] = DepthInfo(...)``: the range of
+valid values, published statistics (if any) and the unit the values are in.
+
 Units (``--depth_unit``):
-- ``normalized``: (z − mean)/std, the course default (MiniScapes mean 27.0727 m, std 29.1264 m).
+- ``normalized``: (z − mean)/std, the course default (mean and std from ``--depth_stats``).
 - ``log``: standardised log depth (log z − μ)/σ. μ, σ are the log-normal moments matching the dataset's
-  metre mean/std (σ² = log(1 + std²/mean²), μ = log(mean) − σ²/2; MiniScapes μ ≈ 2.914, σ ≈ 0.877), so
-  the target has roughly unit scale like ``normalized`` and equal task weights stay balanced.
+  metre mean/std (σ² = log(1 + std²/mean²), μ = log(mean) − σ²/2; for the course's 27.0727 m and 29.1264 m,
+  μ ≈ 2.914, σ ≈ 0.877), so the target has roughly unit scale like ``normalized`` and equal task weights stay
+  balanced.
 - ``inverse``: zmin/z, a scaled disparity in (0, 1] for valid depths; mean/std unused.
 - ``metric``: z in metres; mean/std unused.
 """
@@ -23,20 +27,41 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mtl.datasets.base import DATASETS, DatasetInfo, DatasetLayout
 from mtl.flags import float_list, positive_int
-from mtl.tasks.base import Task, TaskOutput, deep_supervision_mean, register_task
+from mtl.models.options import TaskOutput
+from mtl.tasks.base import Task, deep_supervision_mean, register_task
 
 if TYPE_CHECKING:
     from torch import Tensor
     from torchmetrics import Metric
 
+    from mtl.datasets.base import DatasetInfo, DatasetLayout
+
 STATS_IMAGES = 256  # train images read to estimate the depth mean/std (`--depth_stats auto`)
 LOSSES = ("l2", "l1", "berhu", "silog")
+HEADS = ("plain", "adabins")
+# The defaults of the task's options, for its constructor and its flags alike.
+DEFAULT_UNIT = "normalized"
+DEFAULT_LOSS = "l2"  # the course's
+DEFAULT_HEAD = "plain"
+DEFAULT_ADABINS = (256, 2, 4)  # adaptive bins, transformer layers, attention heads
+UNIT_STATS = (1.0, 1.0)  # mean and std when neither a measurement nor the dataset gives any
+
+
+@dataclass(frozen=True)
+class DepthInfo:
+    """What a dataset says about its depth maps: values a valid depth can have (in ``unit``; predictions are
+    kept near them), published (mean, std) of the train split if any, and the unit: metres, or what a dataset
+    stores instead (said, never converted)."""
+
+    value_range: tuple[float, float] = (1e-3, 1e3)
+    stats: tuple[float, float] | None = None
+    unit: str = "m"
 
 
 class DepthUnit:
@@ -152,8 +177,11 @@ def make_depth_unit(name: str, mean: float, std: float, depth_range: tuple[float
 
 
 def depth_stats_value(value: str) -> str:
-    """``--depth_stats``: 'auto', 'dataset', 'miniscapes' or 'MEAN,STD' with STD > 0."""
-    if value in ("auto", "dataset", "miniscapes"):
+    """``--depth_stats``: 'auto', 'dataset', the name of a dataset layout (its published statistics) or
+    'MEAN,STD' with MEAN, STD > 0."""
+    from mtl.datasets import DATASETS
+
+    if value in ("auto", "dataset") or value in DATASETS:
         return value
     try:
         mean, std = float_list(value)
@@ -161,9 +189,17 @@ def depth_stats_value(value: str) -> str:
             raise ValueError
     except (ValueError, argparse.ArgumentTypeError) as exc:
         raise argparse.ArgumentTypeError(
-            f"expected 'auto', 'dataset', 'miniscapes' or 'MEAN,STD' with MEAN, STD > 0, got {value!r}"
+            f"expected 'auto', 'dataset', a dataset's name or 'MEAN,STD' with MEAN, STD > 0, got {value!r}"
         ) from exc
     return value
+
+
+def published_stats(info: DatasetInfo, asked: str) -> tuple[float, float]:
+    """The (mean, std) a dataset publishes for its depth; ValueError naming ``--depth_stats asked`` when none."""
+    stats = info.task_info["depth"].stats if "depth" in info.task_info else None
+    if stats is None:
+        raise ValueError(f"--depth_stats {asked}: {info.name} publishes no depth statistics; use auto")
+    return stats
 
 
 def _square(value: str) -> int:
@@ -200,44 +236,51 @@ class Depth(Task):
     def __init__(
         self,
         info: DatasetInfo,
-        unit: str = "normalized",
-        loss: str = "l2",
-        stats: tuple[float, float] = (1.0, 1.0),
-        head: str = "plain",
-        adabins: tuple[int, int, int] = (256, 2, 4),
+        unit: str = DEFAULT_UNIT,
+        loss: str = DEFAULT_LOSS,
+        stats: tuple[float, float] | None = None,
+        head: str = DEFAULT_HEAD,
+        adabins: tuple[int, int, int] = DEFAULT_ADABINS,
     ) -> None:
+        """``stats``: the depth (mean, std) measured by ``prepare``; None: the dataset's published ones, if any."""
         super().__init__(info)
-        self.unit = make_depth_unit(unit, *stats, info.depth_range)
+        self.stats = stats or self.task_info.stats or UNIT_STATS
+        self.unit = make_depth_unit(unit, *self.stats, self.task_info.value_range)
         self.loss_name = loss
-        self.stats = stats
         self.head = head
         self.adabins = adabins
 
+    @property
+    def task_info(self) -> DepthInfo:
+        """The dataset's depth facts; ``DepthInfo``'s defaults for a dataset that gives none."""
+        return self.info.task_info.get(self.name, DepthInfo())
+
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
-        group.add_argument("--loss_depth", default="l2", choices=LOSSES, help="depth loss (l2: the course)")
+        group.add_argument("--loss_depth", default=DEFAULT_LOSS, choices=LOSSES, help="depth loss (l2: the course)")
         group.add_argument(
-            "--depth_unit", default="normalized", choices=sorted(DEPTH_UNITS),
+            "--depth_unit", default=DEFAULT_UNIT, choices=sorted(DEPTH_UNITS),
             help="unit the network predicts depth in; metrics always use metres",
         )
         group.add_argument(
             "--depth_stats", type=depth_stats_value, default="auto",
             help="depth mean,std in metres for normalisation: 'auto' (measured on the train split), 'dataset' "
-            "(the dataset's published values), 'miniscapes' (27.0727,29.1264) or 'MEAN,STD'",
+            "(the dataset's published values), the name of another dataset (its published values) or 'MEAN,STD'",
         )
-        group.add_argument("--depth_head", choices=("plain", "adabins"), default="plain", help="depth prediction head")
-        group.add_argument("--adabins_bins", type=_square, default=256, help="adaptive bins (a square number)")
-        group.add_argument("--adabins_layers", type=positive_int, default=2, help="transformer layers of the adaptive-bins head")
-        group.add_argument("--adabins_heads", type=positive_int, default=4, help="attention heads of the adaptive-bins head")
+        group.add_argument("--depth_head", choices=HEADS, default=DEFAULT_HEAD, help="depth prediction head")
+        bins, layers, heads = DEFAULT_ADABINS
+        group.add_argument("--adabins_bins", type=_square, default=bins, help="adaptive bins (a square number)")
+        group.add_argument("--adabins_layers", type=positive_int, default=layers, help="transformer layers of the adaptive-bins head")
+        group.add_argument("--adabins_heads", type=positive_int, default=heads, help="attention heads of the adaptive-bins head")
 
     @classmethod
     def prepare(cls, flags: argparse.Namespace, dataset: DatasetLayout) -> dict[str, Any]:
-        if flags.depth_stats == "miniscapes":
-            mean, std = DATASETS["miniscapes"].info.depth_stats
-        elif flags.depth_stats == "dataset":
-            if dataset.info.depth_stats is None:
-                raise ValueError(f"--depth_stats dataset: {dataset.info.name} publishes no depth statistics; use auto")
-            mean, std = dataset.info.depth_stats
+        from mtl.datasets import DATASETS
+
+        if flags.depth_stats == "dataset":
+            mean, std = published_stats(dataset.info, flags.depth_stats)
+        elif flags.depth_stats in DATASETS:
+            mean, std = published_stats(DATASETS[flags.depth_stats].info, flags.depth_stats)
         elif flags.depth_stats == "auto":
             size = dataset.split_size("train")
             picks = np.linspace(0, size - 1, min(STATS_IMAGES, size)).round().astype(int).tolist()
@@ -249,7 +292,7 @@ class Depth(Task):
     @classmethod
     def from_flags(cls, flags: argparse.Namespace, info: DatasetInfo, state: Mapping[str, Any]) -> Depth:
         """Without a measured state (a model built only to count its size), the dataset's published statistics."""
-        stats = (state["mean"], state["std"]) if state else (info.depth_stats or (1.0, 1.0))
+        stats = (state["mean"], state["std"]) if state else None
         return cls(
             info,
             unit=flags.depth_unit,
@@ -302,9 +345,7 @@ class Depth(Task):
     def scalars(self, result: Mapping[str, Tensor]) -> dict[str, float]:
         from mtl.metrics.depth import DEPTH_METRIC_NAMES
 
-        scalars = {"metrics_summary/depth": float(result["si_log_rmse"])}
-        scalars.update({f"metrics_task_depth/{k}": float(result[k]) for k in DEPTH_METRIC_NAMES})
-        return scalars
+        return {f"metrics_task_depth/{k}": float(result[k]) for k in DEPTH_METRIC_NAMES}
 
     def report(self, result: Mapping[str, Tensor]) -> dict[str, Any]:
         return {"si_log_rmse": float(result["si_log_rmse"]), "depth_metrics": {k: float(v) for k, v in result.items()}}
@@ -327,7 +368,7 @@ class Depth(Task):
 
         depth_m = value.detach().float().cpu().numpy()
         lut = (colormaps["turbo_r"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
-        zmin, zmax = self.info.depth_range
+        zmin, zmax = self.task_info.value_range
         valid = np.isfinite(depth_m)
         z = np.clip(np.where(valid, depth_m, zmin), zmin, zmax)
         t = (np.log(z) - np.log(zmin)) / (np.log(zmax) - np.log(zmin))

@@ -15,14 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mtl.datasets.base import DatasetInfo
-from mtl.tasks.base import Task, TaskOutput, deep_supervision_mean, register_task
+from mtl.models.options import TaskOutput
+from mtl.tasks.base import Task, deep_supervision_mean, register_task
 
 if TYPE_CHECKING:
     from torch import Tensor
     from torchmetrics import Metric
 
+    from mtl.datasets.base import DatasetInfo
+
 LOSSES = ("cosine", "l1")
+DEFAULT_LOSS = "cosine"
 
 
 def unit(raw: Tensor) -> Tensor:
@@ -45,7 +48,7 @@ class Normals(Task):
     onnx_output = "normals"
     target_dtype = "float32"
 
-    def __init__(self, info: DatasetInfo, loss: str = "cosine") -> None:
+    def __init__(self, info: DatasetInfo, loss: str = DEFAULT_LOSS) -> None:
         super().__init__(info)
         if loss not in LOSSES:
             raise ValueError(f"unknown normals loss {loss!r}; choose one of {', '.join(LOSSES)}")
@@ -53,7 +56,7 @@ class Normals(Task):
 
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
-        group.add_argument("--loss_normals", default="cosine", choices=LOSSES, help="normals loss: 1 − cos, or L1 of unit vectors")
+        group.add_argument("--loss_normals", default=DEFAULT_LOSS, choices=LOSSES, help="normals loss: 1 − cos, or L1 of unit vectors")
 
     @classmethod
     def from_flags(cls, flags: argparse.Namespace, info: DatasetInfo, state: Mapping[str, Any]) -> Normals:
@@ -98,9 +101,7 @@ class Normals(Task):
         return NormalsMetrics()
 
     def scalars(self, result: Mapping[str, Tensor]) -> dict[str, float]:
-        scalars = {"metrics_summary/normals": float(result["mean_angle"])}
-        scalars.update({f"metrics_task_normals/{k}": float(v) for k, v in result.items()})
-        return scalars
+        return {f"metrics_task_normals/{k}": float(v) for k, v in result.items()}
 
     def report(self, result: Mapping[str, Tensor]) -> dict[str, Any]:
         return {"normals_metrics": {k: float(v) for k, v in result.items()}}

@@ -1,20 +1,40 @@
-"""Semantic segmentation: per-pixel class ids of the dataset's classes, cross-entropy, confusion-matrix mIoU."""
+"""Semantic segmentation: per-pixel class ids of the dataset's classes, cross-entropy, confusion-matrix mIoU.
+
+A layout that stores it gives its classes as ``DatasetInfo.task_info["semseg"] = SemsegInfo(...)``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mtl.tasks.base import Task, TaskOutput, deep_supervision_mean, register_task
+from mtl.models.options import TaskOutput
+from mtl.tasks.base import Task, deep_supervision_mean, register_task
 
 if TYPE_CHECKING:
     from torch import Tensor
     from torchmetrics import Metric
 
+    from mtl.datasets.base import DatasetInfo
+
 IGNORE_COLOR = (255, 255, 255)  # drawn white: never mistaken for a class colour (the Cityscapes palette has no white)
 OVERLAY_ALPHA = 0.5  # weight of the class colours over the photo in `mtl predict`'s overview
+
+
+@dataclass(frozen=True)
+class SemsegInfo:
+    """A dataset's classes: names and colours in class-id order, and the id of unlabelled pixels."""
+
+    class_names: tuple[str, ...]
+    class_colors: tuple[tuple[int, int, int], ...]
+    ignore_index: int = 255
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
 
 def palette(colors: Sequence[tuple[int, int, int]]) -> np.ndarray:
@@ -35,15 +55,15 @@ class SemanticSegmentation(Task):
 
     @property
     def fill(self) -> float:
-        return self.info.ignore_index
+        return self.task_info.ignore_index
 
     def output(self) -> TaskOutput:
-        return TaskOutput(self.info.num_classes)
+        return TaskOutput(self.task_info.num_classes)
 
     def loss(self, outputs: Tensor | Sequence[Tensor], target: Tensor) -> Tensor:
         from mtl.losses.semseg import semseg_loss
 
-        return deep_supervision_mean(self.name, outputs, target, lambda logits: semseg_loss(logits, target, self.info.ignore_index))
+        return deep_supervision_mean(self.name, outputs, target, lambda logits: semseg_loss(logits, target, self.task_info.ignore_index))
 
     def decode(self, raw: Tensor) -> Tensor:
         return raw.argmax(1)
@@ -54,7 +74,7 @@ class SemanticSegmentation(Task):
     def onnx_metadata(self) -> dict[str, str]:
         import json
 
-        return {"semseg_classes": json.dumps(list(self.info.class_names))}
+        return {"semseg_classes": json.dumps(list(self.task_info.class_names))}
 
     def tta_term(self, raw: Tensor, num_views: int, back: Callable[[Tensor], Tensor]) -> Tensor:
         # Logits are resized, then turned into probabilities. One view needs no softmax: its argmax is the
@@ -69,12 +89,11 @@ class SemanticSegmentation(Task):
     def metric(self) -> Metric:
         from mtl.metrics.semseg import SemsegMetrics
 
-        return SemsegMetrics(self.info.num_classes, self.info.ignore_index)
+        return SemsegMetrics(self.task_info.num_classes, self.task_info.ignore_index)
 
     def scalars(self, result: Mapping[str, Tensor]) -> dict[str, float]:
-        scalars = {"metrics_summary/semseg": float(result["miou"])}
-        scalars["metrics_task_semseg/pixel_accuracy"] = float(result["pixel_accuracy"])
-        for name, iou in zip(self.info.class_names, result["iou_per_class"].tolist()):
+        scalars = {"metrics_task_semseg/pixel_accuracy": float(result["pixel_accuracy"])}
+        for name, iou in zip(self.task_info.class_names, result["iou_per_class"].tolist()):
             scalars[f"metrics_task_semseg/{name.replace(' ', '_')}"] = iou
         return scalars
 
@@ -82,8 +101,18 @@ class SemanticSegmentation(Task):
         return {
             "miou": float(result["miou"]),
             "pixel_accuracy": float(result["pixel_accuracy"]),
-            "iou_per_class": dict(zip(self.info.class_names, result["iou_per_class"].tolist())),
+            "iou_per_class": dict(zip(self.task_info.class_names, result["iou_per_class"].tolist())),
         }
+
+    def format_mismatch(self, target: DatasetInfo) -> str | None:
+        """Class ids mean classes: files of a dataset with other classes would say other things."""
+        theirs = target.task_info.get(self.name)
+        if theirs is None or theirs.class_names == self.task_info.class_names:
+            return None
+        return (
+            f"writes the {theirs.num_classes} classes of {target.name}; this model was trained on {self.info.name} "
+            f"with {self.task_info.num_classes} other classes"
+        )
 
     def to_tensor(self, array: np.ndarray) -> Tensor:
         import torch
@@ -95,8 +124,8 @@ class SemanticSegmentation(Task):
 
     def picture(self, value: Tensor) -> np.ndarray:
         ids = value.detach().cpu().numpy()
-        picture = palette(self.info.class_colors)[ids.astype(np.uint8)]
-        picture[ids == self.info.ignore_index] = IGNORE_COLOR
+        picture = palette(self.task_info.class_colors)[ids.astype(np.uint8)]
+        picture[ids == self.task_info.ignore_index] = IGNORE_COLOR
         return picture
 
     def overview_picture(self, rgb: np.ndarray, prediction: Tensor) -> np.ndarray:

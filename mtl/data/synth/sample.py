@@ -20,6 +20,7 @@ class Sample:
     semseg: np.ndarray  # H×W uint8 trainIds, 255 only on the ego car's bonnet
     depth: np.ndarray  # H×W float32 metres along the optical axis, NaN where invalid (sky, < 4 m, > 300 m)
     normals: np.ndarray  # H×W×3 float32 unit normals, camera frame (x right, y down, z forward), NaN where depth is
+    focal: float  # the camera's focal length in pixels (square pixels, principal point at the centre)
 
 
 def check_size(width: int, height: int) -> None:
@@ -44,5 +45,6 @@ def render_sample(seed: int, split: str, index: int, width: int = 512, height: i
         raise ValueError(f"sample index must be >= 0, got {index}")
     check_size(width, height)
     rng = np.random.default_rng(np.random.SeedSequence([seed, SPLIT_IDS[split], index]))
-    rgb, semseg, depth, normals = render(build_scene(rng, width, height))
-    return Sample(rgb, semseg, depth, normals)
+    scene = build_scene(rng, width, height)
+    rgb, semseg, depth, normals = render(scene)
+    return Sample(rgb, semseg, depth, normals, float(scene.camera.focal))
