@@ -129,7 +129,11 @@ def test_train_help_lists_an_outside_plugin_with_its_flags(
 
 @pytest.mark.parametrize(
     ("way", "origin"),
-    [("MTL_PLUGINS", "MTL_PLUGINS"), ("--plugins", "--plugins"), ("entry point", "entry point 'gpu' of outside-broken")],
+    [
+        ("MTL_PLUGINS", "MTL_PLUGINS"),
+        ("--plugins", "--plugins"),
+        ("entry point", "entry point 'gpu' of outside-broken"),
+    ],
 )
 def test_a_plugin_module_that_fails_to_import_is_one_line_naming_it(
     way: str, origin: str, outside: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

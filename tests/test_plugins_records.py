@@ -64,6 +64,7 @@ def test_a_flag_only_some_runs_record_is_a_column_only_where_their_values_differ
     write_run(tmp_path / "gradnorm", {**base, "loss_weighting": "gradnorm", "weighting_gradnorm_alpha": 1.5}, epochs)
     runs, errors = load_runs(tmp_path)
     assert errors == [] and differing_keys(runs) == ["loss_weighting"]
-    write_run(tmp_path / "gradnorm_low", {**base, "loss_weighting": "gradnorm", "weighting_gradnorm_alpha": 0.5}, epochs)
+    low = {**base, "loss_weighting": "gradnorm", "weighting_gradnorm_alpha": 0.5}
+    write_run(tmp_path / "gradnorm_low", low, epochs)
     runs, _ = load_runs(tmp_path)
     assert differing_keys(runs) == ["loss_weighting", "weighting_gradnorm_alpha"]
