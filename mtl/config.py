@@ -4,7 +4,10 @@ Precedence: built-in defaults < ``--config FILE.yaml`` < flags on the command li
 checked before any work starts, and an error names the flag. The flags of tasks, datasets and weighting
 methods come from their plug-ins. Values recorded in a run (config.yaml, checkpoints) go through the
 same flag types when read back (``recorded_flags``), so a hand-edited or hostile file cannot smuggle in
-a value the command line would refuse.
+a value the command line would refuse; a recorded flag this version no longer has is ignored with a warning
+naming it. A run records the general flags and those of the plug-ins it uses only (its dataset, tasks and
+weighting: ``plain_values``, ``experiment_items``), and the modules outside mtl that define its plug-ins
+(``plugin_modules``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import io
 import os
 import shlex
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,7 @@ from mtl.flags import (
 )
 from mtl.models import add_model_arguments
 from mtl.optimization import OPTIMIZERS, SCHEDULE_UNITS, SCHEDULES, OptimizerOptions, ScheduleOptions
+from mtl.plugins import Registry, is_outside
 from mtl.tasks import TASKS
 from mtl.weighting import WEIGHTINGS, renamed_flags
 
@@ -296,14 +301,24 @@ def load_yaml_preset(parser: argparse.ArgumentParser, path: str) -> dict[str, An
         parser.error(f"--config: {path}: {exc}")
 
 
-def convert_values(parser: argparse.ArgumentParser, values: dict, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Recorded flag values → parsed ones, each through its flag's type and choices; ValueError names the flag."""
+def convert_values(
+    parser: argparse.ArgumentParser,
+    values: Mapping[str, Any],
+    ignore: tuple[str, ...] = (),
+    unknown: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Recorded flag values → parsed ones, each through its flag's type and choices; ValueError names the flag.
+    A key that is no flag of ``parser`` (or is in ``ignore``) is refused, or, with ``unknown``, passed to it and
+    left out."""
     actions = {a.dest: a for a in parser._actions}
     out: dict[str, Any] = {}
     for key, value in values.items():
         key = str(key).lstrip("-")
-        if key not in actions or key in ignore:
+        if key in ignore or (key not in actions and unknown is None):
             raise ValueError(f"sets unknown flag {key!r}")
+        if key not in actions:
+            unknown(key)
+            continue
         action = actions[key]
         if isinstance(value, (list, tuple)):
             value = ",".join(str(v) for v in value)
@@ -318,17 +333,52 @@ def convert_values(parser: argparse.ArgumentParser, values: dict, ignore: tuple[
     return out
 
 
-def recorded_flags(values: dict) -> argparse.Namespace:
-    """The flags of a run from its recorded values (defaults for flags added since); ValueError names the flag."""
-    if not isinstance(values, dict):
+def warn_ignored(source: str, key: str) -> None:
+    """A recorded key this version of mtl does not know (a flag or option removed since): a warning, not a refusal."""
+    print(f"warning: {source}: ignoring {key!r}, which this version of mtl does not know", file=sys.stderr)
+
+
+def recorded_flags(values: Mapping[str, Any], source: str = "recorded flags") -> argparse.Namespace:
+    """The flags of a run from its recorded values (defaults for flags added since, a warning naming each flag
+    removed since); ValueError names a flag whose value is unusable. ``source`` names the file in warnings."""
+    if not isinstance(values, Mapping):
         raise ValueError("recorded flags are not a mapping")
     parser = build_parser()
     flags = parser.parse_args([])
-    for key, value in convert_values(parser, values).items():
+    for key, value in convert_values(parser, values, unknown=lambda key: warn_ignored(source, key)).items():
         setattr(flags, key, value)
     if flags.tasks is None:
         raise ValueError("no --tasks recorded")
     return flags
+
+
+def plugin_parser(plugin: Any) -> Parser:
+    """A parser of the flags one plug-in declares (its ``add_arguments``): how its recorded values are read back
+    without `mtl train`'s parser."""
+    parser = Parser(prog=f"mtl {plugin.name}", add_help=False)
+    plugin.add_arguments(parser.add_argument_group(plugin.name))
+    return parser
+
+
+def plugin_flags(plugin: Any) -> list[str]:
+    """The flags (namespace keys) one plug-in declares."""
+    return [action.dest for action in plugin_parser(plugin)._actions]
+
+
+def plugin_arguments(plugin: Any, values: object, source: str, key: str) -> argparse.Namespace:
+    """A plug-in's flags from its recorded values (``key`` in ``source``): defaults for flags added since, a warning
+    naming each flag removed since; ValueError naming the flag of an unusable value."""
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{key}: expected a mapping of flag values, got {values!r}")
+    parser = plugin_parser(plugin)
+    arguments = parser.parse_args([])
+    try:
+        converted = convert_values(parser, values, unknown=lambda flag: warn_ignored(source, f"{key}.{flag}"))
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from exc
+    for flag, value in converted.items():
+        setattr(arguments, flag, value)
+    return arguments
 
 
 def validate(parser: argparse.ArgumentParser, cfg: argparse.Namespace) -> None:
@@ -389,11 +439,54 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
+# The plug-ins whose flags a run's flag values choose: (registry, the flag naming the chosen one or ones).
+CHOOSING_FLAGS: tuple[tuple[Registry, str], ...] = (
+    (TASKS, "tasks"),
+    (DATASETS, "dataset"),
+    (WEIGHTINGS, "loss_weighting"),
+)
+
+
+def unused_flags(values: Mapping[str, Any]) -> set[str]:
+    """The flags of the task, dataset and weighting plug-ins a run does not use (``--tasks``, ``--dataset`` and
+    ``--loss_weighting`` choose the others): a run records none of them."""
+    unused: set[str] = set()
+    for registry, key in CHOOSING_FLAGS:
+        chosen = values.get(key)
+        if chosen is None:
+            continue
+        chosen = {chosen} if isinstance(chosen, str) else set(chosen)
+        for name, plugin in registry.items():
+            if name not in chosen:
+                unused.update(plugin_flags(plugin))
+                if registry is TASKS:
+                    unused.add(f"loss_weight_{name}")
+    return unused
+
+
+def plugin_modules(values: Mapping[str, Any]) -> list[str]:
+    """The modules outside mtl that define the plug-ins a run uses (dataset, tasks, weighting, model, encoder):
+    what another process imports to rebuild the run, and whose source goes into source.zip."""
+    from mtl.models import ENCODERS, MODELS
+
+    chosen = [
+        *((TASKS, name) for name in values.get("tasks") or ()),
+        (DATASETS, values.get("dataset")),
+        (WEIGHTINGS, values.get("loss_weighting")),
+        (MODELS, values.get("model_name")),
+        (ENCODERS, values.get("model_encoder_name")),
+    ]
+    modules = {registry.module_of(name) for registry, name in chosen if name is not None}
+    return sorted(module for module in modules if is_outside(module))
+
+
 def experiment_items(cfg: argparse.Namespace) -> dict[str, str]:
-    """The hyper-parameters that define the experiment, as written to cmd.txt (one `key: value` per line)."""
+    """The hyper-parameters that define the experiment, as written to cmd.txt (one `key: value` per line): the
+    flags of the plug-ins in use, no run-management flag."""
+    skipped = NON_EXPERIMENT_KEYS | unused_flags(vars(cfg))
     items = {}
     for key, value in sorted(vars(cfg).items()):
-        if key in NON_EXPERIMENT_KEYS:
+        if key in skipped:
             continue
         if isinstance(value, tuple):
             value = ",".join(str(v) for v in value)
@@ -402,5 +495,7 @@ def experiment_items(cfg: argparse.Namespace) -> dict[str, str]:
 
 
 def plain_values(cfg: argparse.Namespace) -> dict[str, Any]:
-    """The flag values with tuples as lists: YAML- and checkpoint-friendly (weights_only loading)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items()}
+    """The flag values of a run, general flags and those of the plug-ins in use, with tuples as lists: YAML- and
+    checkpoint-friendly (weights_only loading)."""
+    unused = unused_flags(vars(cfg))
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items() if k not in unused}

@@ -37,16 +37,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     from mtl.inference.export import ExportError, ExportModel, check_onnx, check_sizes, export_onnx
-    from mtl.inference.predictor import checkpoint_flags, load_predictor
+    from mtl.inference.predictor import load_predictor
 
     try:
         predictor = load_predictor(args.checkpoint, channels_last=False, precision="32")
-        flags = checkpoint_flags(args.checkpoint)
     except (FileNotFoundError, ValueError) as exc:
         print(f"mtl export: error: {exc}", file=sys.stderr)
         return 1
     wrapper = ExportModel(predictor).eval()
-    metadata = {"model_name": flags.model_name, "encoder": flags.model_encoder_name}
+    metadata = {"model_name": predictor.spec.model, "encoder": predictor.spec.options.encoder.name}
     dynamic = not args.fixed_size
     try:
         path = export_onnx(wrapper, args.out, args.height, args.width, args.opset, metadata, dynamic)

@@ -337,7 +337,7 @@ def _train(
         layout,
         OptimizerOptions.from_flags(cfg),
         ScheduleOptions.from_flags(cfg),
-        hparams={"config": plain_values(cfg), "task_state": states},
+        hparams=predictor.hyper_parameters(plain_values(cfg)),
         log_every_n_steps=cfg.log_every_n_steps,
         accumulate_grad_batches=cfg.accumulate_grad_batches,
         grad_scaler=scaler,

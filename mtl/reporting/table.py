@@ -50,14 +50,11 @@ def config_text(value: Any) -> str:
 
 
 def differing_keys(runs: list[Run]) -> list[str]:
-    """Experiment hyper-parameters whose value is not the same in every run (a missing key counts as different);
+    """Experiment hyper-parameters whose value is not the same in every run that records them (a run records the
+    flags of the plug-ins it uses only: a weighting's flag is no difference from a run with another weighting);
     model_name has its own column."""
     keys = sorted({key for run in runs for key in run.config} - NOT_COMPARED - {"model_name"})
-    return [
-        key
-        for key in keys
-        if len({config_text(run.config[key]) if key in run.config else None for run in runs}) > 1
-    ]
+    return [key for key in keys if len({config_text(run.config[key]) for run in runs if key in run.config}) > 1]
 
 
 def used_precision(run: Run) -> str | None:
