@@ -260,7 +260,7 @@ def parse_config(argv: list[str]) -> argparse.Namespace:
         run_dir = Path(pre.resume) if Path(pre.resume).is_dir() else Path(pre.resume).parent.parent
         preset = str(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else None
     if preset:
-        parser.set_defaults(**load_yaml_preset(parser, preset))
+        parser.set_defaults(**load_yaml_preset(parser, preset, recorded=preset != pre.config))
     cfg = parser.parse_args(argv)
     validate(parser, cfg)
     return cfg
@@ -284,8 +284,10 @@ def parse_config_or_raise(argv: list[str]) -> argparse.Namespace:
     return cfg
 
 
-def load_yaml_preset(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
-    """Values from a YAML preset, converted by each flag's own type so that the file and the command line agree."""
+def load_yaml_preset(parser: argparse.ArgumentParser, path: str, recorded: bool = False) -> dict[str, Any]:
+    """Values from a YAML preset, converted by each flag's own type so that the file and the command line agree.
+    ``recorded``: the file is a run's own config.yaml (resume), where a flag removed since is a warning, not an
+    error (a user's preset with an unknown key is refused: it is a typo more often than not)."""
     try:
         values = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError:
@@ -296,7 +298,8 @@ def load_yaml_preset(parser: argparse.ArgumentParser, path: str) -> dict[str, An
         parser.error(f"--config: {path} must hold a mapping of flag names to values")
     try:
         values = current_names(values, renamed_flags(), f"--config {path}")
-        return convert_values(parser, values, ignore=("help", "config", "resume"))
+        unknown = (lambda key: warn_ignored(path, key)) if recorded else None
+        return convert_values(parser, values, ignore=("help", "config", "resume"), unknown=unknown)
     except ValueError as exc:
         parser.error(f"--config: {path}: {exc}")
 
@@ -345,6 +348,7 @@ def recorded_flags(values: Mapping[str, Any], source: str = "recorded flags") ->
         raise ValueError("recorded flags are not a mapping")
     parser = build_parser()
     flags = parser.parse_args([])
+    values = current_names(values, renamed_flags(), source)  # a run recorded before a flag was renamed
     for key, value in convert_values(parser, values, unknown=lambda key: warn_ignored(source, key)).items():
         setattr(flags, key, value)
     if flags.tasks is None:

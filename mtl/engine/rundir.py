@@ -19,6 +19,7 @@ import yaml
 from mtl.config import code_root, experiment_items, plain_values, plugin_modules, unused_flags
 from mtl.data.formats import atomic_write
 from mtl.plugins import module_source
+from mtl.weighting import renamed_flags
 
 PLUGINS_FILE = "plugins.txt"
 
@@ -80,7 +81,8 @@ def check_resume(log_dir: Path, cfg: argparse.Namespace) -> list[str]:
     """Differences between the run's recorded code/command line and now; raises unless allowed."""
     with zipfile.ZipFile(log_dir / "source.zip") as zf:
         recorded = {name: zf.read(name) for name in zf.namelist()}
-    recorded_cmd = _parse_cmd(recorded.pop("cmd.txt", b"").decode())
+    renamed = renamed_flags()  # a run begun before a flag was renamed recorded its former name
+    recorded_cmd = {renamed.get(k, k): v for k, v in _parse_cmd(recorded.pop("cmd.txt", b"").decode()).items()}
     current = source_files(cfg)
     names = sorted(set(recorded) | set(current))
     changes = [f"code: {name}" for name in names if recorded.get(name) != current.get(name)]

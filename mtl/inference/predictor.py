@@ -91,10 +91,21 @@ class PredictorSpec:
             tasks=arguments,
             states={name: dict(_mapping(states, name, "task_state")) for name in arguments if name in states},
             dataset=_name(dataset, "predictor.dataset"),
-            dataset_info=from_plain(DatasetInfo, dataset.get("info"), "predictor.dataset.info", source),
+            dataset_info=_dataset_info(dataset.get("info"), source),
             precision=precision,
             channels_last=channels_last,
         )
+
+
+def _dataset_info(values: Any, source: str) -> DatasetInfo:
+    """The recorded DatasetInfo, each task's facts rebuilt as that task's dataclass (``Task.info_type``)."""
+    info = from_plain(DatasetInfo, values, "predictor.dataset.info", source)
+    facts = {}
+    for task, recorded in info.task_info.items():
+        kind = TASKS[task].info_type if task in TASKS else None
+        key = f"predictor.dataset.info.task_info.{task}"
+        facts[task] = from_plain(kind, recorded, key, source) if kind is not None else recorded
+    return dataclasses.replace(info, task_info=facts)
 
 
 def _mapping(values: Any, key: str, parent: str) -> Mapping[str, Any]:

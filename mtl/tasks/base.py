@@ -100,6 +100,9 @@ class Task(ABC):
     onnx_output: ClassVar[str]
     target_dtype: ClassVar[str]  # torch dtype name of the target tensor (what augmentation must keep)
     source: ClassVar[str | None] = None  # the task whose array this one's target is derived from (``derive``)
+    # The dataclass of DatasetInfo.task_info[name], if the task has dataset facts: checkpoints rebuild it from their
+    # plain record (mtl.inference.predictor).
+    info_type: ClassVar[type | None] = None
 
     def __init__(self, info: DatasetInfo) -> None:
         self.info = info

@@ -226,6 +226,7 @@ def depth_moments(depth_maps: Sequence[np.ndarray]) -> tuple[float, float]:
 
 @register_task("depth")
 class Depth(Task):
+    info_type = DepthInfo
     summary_name = "si_log_rmse"
     summary_label = "SI-logRMSE"
     delta_metrics = (("metrics_task_depth/mae", False), ("metrics_task_depth/rel", False))  # abs err, rel err

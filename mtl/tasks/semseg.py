@@ -46,6 +46,7 @@ def palette(colors: Sequence[tuple[int, int, int]]) -> np.ndarray:
 
 @register_task("semseg")
 class SemanticSegmentation(Task):
+    info_type = SemsegInfo
     summary_name = "miou"
     summary_label = "mIoU"
     delta_metrics = (("metrics_summary/semseg", True), ("metrics_task_semseg/pixel_accuracy", True))
