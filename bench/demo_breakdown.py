@@ -21,7 +21,7 @@ from benchlib import hardware_line
 
 START = time.perf_counter()
 
-from mtl.benchmark.submission import make_submission  # noqa: E402  (imports are part of the start-up measured)
+from mtl.grading.submission import make_submission  # noqa: E402  (imports are part of the start-up measured)
 from mtl.config import parse_config  # noqa: E402
 from mtl.engine.callbacks import LastCheckpoint  # noqa: E402
 from mtl.engine.pictures import Pictures  # noqa: E402

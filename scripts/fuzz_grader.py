@@ -43,8 +43,8 @@ import numpy as np
 from PIL import Image
 
 from mtl.data.formats import DataFormatError, write_depth, write_semseg
-from mtl.benchmark.grader import grade_submission
-from mtl.benchmark.safezip import MiB, SubmissionError
+from mtl.grading.grader import grade_submission
+from mtl.grading.safezip import MiB, SubmissionError
 
 WIDTH, HEIGHT, N_IMAGES = 8, 4, 2
 # Small limits so that a bomb is cheap to build and to reject; a real bomb is a few times the limits.

@@ -236,13 +236,13 @@ def test_projection_removes_the_conflicting_component() -> None:
 
 
 # --- layering -------------------------------------------------------------------------------------------------
-# cli → engine/inference/reporting/tuning/benchmark → config → tasks/datasets/models/losses/metrics/weighting/optimization
+# cli → engine/inference/reporting/tuning/grading → config → tasks/datasets/models/losses/metrics/weighting/optimization
 # → data
 LAYERS = [
     {"data", "flags", "errors", "plugins", "hardware", "__init__"},
     {"tasks", "datasets", "models", "losses", "metrics", "weighting", "optimization"},
     {"config"},
-    {"engine", "inference", "reporting", "tuning", "benchmark"},
+    {"engine", "inference", "reporting", "tuning", "grading"},
     {"cli"},
 ]
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from mtl.cli.main import main
 from mtl.data.formats import DataFormatError
-from mtl.data.miniscapes import split_size
+from mtl.data.miniscapes_files import split_size
 from mtl.datasets import DATASETS
 from mtl.data.stats import compute_stats
 from mtl.datasets import DATASETS

@@ -84,7 +84,7 @@ def test_stats_refuses_bad_values_by_flag(tiny_dataset, capsys):
 
 
 def test_cli_constants_agree_with_their_sources():
-    from mtl.data.miniscapes import SPLITS
+    from mtl.data.miniscapes_files import SPLITS
     from mtl.data.synth.sample import MIN_SIZE
 
     assert data_cli.MIN_IMAGE_SIDE == MIN_SIZE

@@ -17,7 +17,7 @@ from conftest import make_tiny_dataset
 from PIL import Image
 
 from mtl.cli.main import main
-from mtl.benchmark.safezip import SubmissionError, read_limited
+from mtl.grading.safezip import SubmissionError, read_limited
 
 N_IMAGES = 3
 W, H = 64, 32
@@ -376,7 +376,7 @@ def test_reports_a_missing_ground_truth_folder(tmp_path, capsys):
 
 def test_submission_packs_every_prediction_file_a_layout_writes(tmp_path):
     """A Cityscapes-layout run writes labelId PNGs and depth .npy files: both are packed, as is any other task's."""
-    from mtl.benchmark.submission import pack_submission
+    from mtl.grading.submission import pack_submission
 
     run = tmp_path / "run"
     written = {

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mtl.flags import non_negative_int, positive_int
 
-# Repeated from mtl.data.synth.sample.MIN_SIZE and mtl.data.miniscapes.SPLITS so that `mtl --help` imports
+# Repeated from mtl.data.synth.sample.MIN_SIZE and mtl.data.miniscapes_files.SPLITS so that `mtl --help` imports
 # neither the renderer nor torch (tests/test_data_cli.py checks they agree).
 MIN_IMAGE_SIDE = 64
 SPLITS = ("train", "val", "test")

@@ -36,8 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _grade(args: argparse.Namespace) -> int:
     from mtl.data.formats import DataFormatError
-    from mtl.benchmark.grader import grade_submission
-    from mtl.benchmark.safezip import GiB, MiB, SubmissionError
+    from mtl.grading.grader import grade_submission
+    from mtl.grading.safezip import GiB, MiB, SubmissionError
 
     try:
         result = grade_submission(

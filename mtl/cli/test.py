@@ -24,7 +24,7 @@ def _test(args: argparse.Namespace) -> int:
 
     from mtl.engine.rundir import recorded_config
     from mtl.errors import one_line
-    from mtl.benchmark.submission import make_submission
+    from mtl.grading.submission import make_submission
 
     log_dir = Path(args.log_dir)
     config = recorded_config(log_dir)

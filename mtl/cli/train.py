@@ -26,7 +26,7 @@ def _train(cfg: argparse.Namespace) -> int:
     from mtl.engine.callbacks import TrainingInterrupted
     from mtl.engine.module import NonFiniteLoss
     from mtl.engine.rundir import ResumeRefused
-    from mtl.benchmark.submission import make_submission
+    from mtl.grading.submission import make_submission
     from mtl.engine.train import NothingToDo, RunSetupError, is_launcher_process, run_training
     from mtl.inference.checkpoint import CheckpointError
 

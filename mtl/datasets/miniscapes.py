@@ -33,7 +33,7 @@ from mtl.data.check import (
 )
 from mtl.data.classes import CLASS_COLORS, CLASS_NAMES, IGNORE_INDEX
 from mtl.data.formats import ZMAX, ZMIN, DataFormatError, atomic_write
-from mtl.data.miniscapes import SPLITS, split_size
+from mtl.data.miniscapes_files import SPLITS, split_size
 from mtl.datasets.base import Codec, DatasetInfo, DatasetLayout, register_dataset
 from mtl.tasks.depth import DepthInfo
 from mtl.tasks.semseg import SemsegInfo

@@ -384,7 +384,7 @@ def _check_same_experiment(study: optuna.Study, cfg: argparse.Namespace, space: 
 
 def _submission(run_dir: Path, cfg: argparse.Namespace) -> None:
     from mtl.datasets import build_dataset
-    from mtl.benchmark.submission import make_submission
+    from mtl.grading.submission import make_submission
 
     if "test" not in build_dataset(cfg).splits():
         print(f"no test split under {cfg.dataset_root}; skipping submission.zip")

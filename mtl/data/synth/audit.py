@@ -20,7 +20,7 @@ import numpy as np
 
 from mtl.data.classes import CLASS_ID, CLASS_NAMES, NUM_CLASSES
 from mtl.data.formats import read_depth, read_normals, read_semseg
-from mtl.data.miniscapes import split_size
+from mtl.data.miniscapes_files import split_size
 
 
 def audit(root: str | Path, split: str = "val") -> dict:

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from mtl.data.classes import CLASS_NAMES, NUM_CLASSES
 from mtl.data.formats import DataFormatError, decode_depth, read_depth, read_semseg
 from mtl.metrics.depth import DepthMetrics
-from mtl.benchmark.safezip import GiB, MiB, SafeZip, SubmissionError, _reason, _shown
+from mtl.grading.safezip import GiB, MiB, SafeZip, SubmissionError, _reason, _shown
 from mtl.datasets.miniscapes import COURSE_TASKS, grader_score, total_score
 from mtl.metrics.semseg import SemsegMetrics
 

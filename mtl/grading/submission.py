@@ -3,7 +3,7 @@
 Layout: predictions/<task>/<name><suffix>, every file the dataset's layout writes for a prediction (MiniScapes:
 <i>.png; Cityscapes: <name>_labelIds.png and <name>_depth.npy), checkpoints/best.ckpt (the best model's weights
 and flags, not the resumable last.ckpt), source.zip, metrics.csv. A grader reads what it scores and ignores the
-rest (``mtl.benchmark.grader``).
+rest (``mtl.grading.grader``).
 """
 
 from __future__ import annotations
