@@ -17,7 +17,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from mtl.reporting.delta import DeltaMetric, compute_deltas, delta_metrics
+from mtl.reporting.delta import DELTA_FORMS, DeltaMetric, compute_deltas, delta_metrics
 from mtl.reporting.runs import Run, load_runs, summary_tag
 from mtl.tasks import TASKS
 
@@ -57,7 +57,7 @@ def table(runs_dir: Path) -> str:
         name = TASKS[metric.task].summary_label if metric.tag == summary_tag(metric.task) else metric.tag.split("/")[-1]
         return f"{metric.task} {name} {'↑' if metric.higher_is_better else '↓'}"
 
-    header = ["method", "on", *(label(m) for m in metrics), "Δm % (seeds)", "s / epoch (fastest seed)"]
+    header = ["method", "on", *(label(m) for m in metrics), "Δ_MTL % ↑ (seeds)", "s / epoch (fastest seed)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * (len(header) - 2)]
     single = sorted(name for name, members in groups.items() if len(members[0].tasks) == 1)
     for name in single:
@@ -66,7 +66,8 @@ def table(runs_dir: Path) -> str:
                "0 (baseline)", per_epoch(members)]
         lines.append("| " + " | ".join(row) + " |")
     methods = [name for name in groups if name not in single]
-    delta_of = {name: [deltas[r.name].value for r in groups[name] if deltas.get(r.name) and deltas[r.name].value
+    form = DELTA_FORMS["maninis"]
+    delta_of = {name: [deltas[r.name].value(form) for r in groups[name] if deltas.get(r.name) and deltas[r.name].value(form)
                        is not None] for name in methods}
     for name in sorted(methods, key=lambda n: -statistics.fmean(delta_of[n]) if delta_of[n] else 0.0):
         members = groups[name]

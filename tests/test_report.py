@@ -217,7 +217,7 @@ def test_three_task_report(tmp_path: Path, chromium: str) -> None:
     text = out.read_text(encoding="utf-8")
     table = text[text.index('id="results-table"') : text.index("</table>", text.index('id="results-table"'))]
     headers = re.findall(r"<th>([^<]*)</th>", table)
-    assert headers[-7:] == ["grader", "mIoU", "SI-logRMSE", "normals mean angle", "Δm (%)", "params", "train time"]
+    assert headers[-7:] == ["grader", "mIoU", "SI-logRMSE", "normals mean angle", "Δ_MTL% ↑", "params", "train time"]
     assert f'<td class="num best">{THREE_TASK_DELTA:+.2f}</td>' in table  # +7.78, the only Δm
     assert "normals: mean_angle ↓, median_angle ↓, within_11_25 ↑, within_22_5 ↑, within_30 ↑" in text
     assert "semseg ← single_semseg, depth ← single_depth, normals ← single_normals" in text
@@ -248,4 +248,4 @@ def test_report_names_the_missing_baseline(tmp_path: Path) -> None:
     text = out.read_text(encoding="utf-8")
     assert "no single-task baseline for normals" in text
     table = text[text.index('id="results-table"') : text.index("</table>", text.index('id="results-table"'))]
-    assert "Δm (%)" in table and "+" not in re.sub(r"<[^>]+>", " ", table.split("mtan3")[1].split("</tr>")[0])
+    assert "Δ_MTL% ↑" in table and "+" not in re.sub(r"<[^>]+>", " ", table.split("mtan3")[1].split("</tr>")[0])

@@ -19,6 +19,7 @@ from mtl.cli.main import main
 from mtl.data.formats import write_depth
 from mtl.inference.checkpoint import read_checkpoint
 from mtl.inference.predictor import load_predictor
+from mtl.reporting.delta import DELTA_FORMS
 from mtl.reporting.runs import Run, load_run, load_runs, split_metrics
 from mtl.reporting.table import results_table
 
@@ -340,23 +341,23 @@ def delta_runs(tmp_path: Path) -> Path:
 
 def test_delta_m_matches_the_hand_calculation(delta_runs: Path, capsys: pytest.CaptureFixture) -> None:
     rows = {r["name"]: r for r in csv_rows(results(delta_runs, "--format", "csv", capsys=capsys))}
-    assert float(rows["multi"]["delta_m"]) == pytest.approx(HAND_DELTA)
-    assert rows["baselines/single_semseg"]["delta_m"] == rows["baselines/single_depth"]["delta_m"] == ""
-    assert list(rows["multi"])[-6:] == ["grader", "miou", "si_log_rmse", "delta_m", "params", "train_time_s"]
+    assert float(rows["multi"]["delta_maninis"]) == pytest.approx(HAND_DELTA)
+    assert rows["baselines/single_semseg"]["delta_maninis"] == rows["baselines/single_depth"]["delta_maninis"] == ""
+    assert list(rows["multi"])[-6:] == ["grader", "miou", "si_log_rmse", "delta_maninis", "params", "train_time_s"]
     assert rows["baselines/single_semseg"]["best_epoch"] == "1"  # grader tie at 0, broken by the total
 
     summary = {r["name"]: r for r in csv_rows(results(delta_runs, "--format", "csv", "--delta_metrics", "summary", capsys=capsys))}
-    assert float(summary["multi"]["delta_m"]) == pytest.approx(HAND_DELTA_SUMMARY)
+    assert float(summary["multi"]["delta_maninis"]) == pytest.approx(HAND_DELTA_SUMMARY)
 
-    markdown = results(delta_runs, "--sort", "delta_m", capsys=capsys).splitlines()
+    markdown = results(delta_runs, "--sort", "delta_maninis", capsys=capsys).splitlines()
     header = [cell.strip() for cell in markdown[0].strip("|").split("|")]
-    assert header[-3:] == ["Δm (%)", "params", "train time"]
-    assert markdown[2].startswith("| multi |") and "| +6.25 |" in markdown[2]  # delta_m sorts best first
+    assert header[-3:] == ["Δ_MTL% ↑", "params", "train time"]
+    assert markdown[2].startswith("| multi |") and "| +6.25 |" in markdown[2]  # Δ_MTL sorts best first
     latex = results(delta_runs, "--format", "latex", capsys=capsys)
-    assert r"$\Delta_m$ (\%)" in latex and "+6.25" in latex
+    assert r"$\Delta_{\mathrm{MTL}}\%\uparrow$" in latex and "+6.25" in latex
 
     assert main(["results", str(delta_runs), "--sort", "accuracy"]) == 2
-    assert "--sort: expected one of ['grader', 'miou', 'si_log_rmse', 'delta_m', 'name']" in capsys.readouterr().err
+    assert "--sort: expected one of ['grader', 'miou', 'si_log_rmse', 'delta_maninis', 'name']" in capsys.readouterr().err
 
 
 def test_baselines_are_found_by_dataset_task_and_closest_configuration(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -372,14 +373,14 @@ def test_baselines_are_found_by_dataset_task_and_closest_configuration(tmp_path:
     assert errors == []
     delta = compute_deltas(loaded)["multi"]
     assert delta.baselines["semseg"].name == "z_same_flags"  # fewest differing flags, not the first by name
-    assert delta.value is None and delta.missing == ["depth"]
+    assert delta.value(DELTA_FORMS["maninis"]) is None and delta.missing == ["depth"]
     assert delta.reason == "no single-task baseline for depth"
 
     assert main(["results", str(runs), "--format", "csv"]) == 0
     captured = capsys.readouterr()
     assert "mtl results: Δm of multi left empty: no single-task baseline for depth" in captured.err
     rows = {r["name"]: r for r in csv_rows(captured.out)}
-    assert rows["multi"]["delta_m"] == ""
+    assert rows["multi"]["delta_maninis"] == ""
     # A dataset without a grader (here: not installed, so the base layout) adds its headline score, the total,
     # and ranks epochs by it; MiniScapes runs log a total too.
     assert rows["c_other_dataset"]["total"] == "-10.0" and rows["c_other_dataset"]["best_epoch"] == "1"
@@ -387,7 +388,7 @@ def test_baselines_are_found_by_dataset_task_and_closest_configuration(tmp_path:
 
     depth_baseline(runs / "single_depth")
     out = results(runs, "--format", "csv", capsys=capsys)
-    assert float({r["name"]: r for r in csv_rows(out)}["multi"]["delta_m"]) == pytest.approx(HAND_DELTA)
+    assert float({r["name"]: r for r in csv_rows(out)}["multi"]["delta_maninis"]) == pytest.approx(HAND_DELTA)
 
 
 def test_explicit_baselines(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -398,11 +399,11 @@ def test_explicit_baselines(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     semseg = semseg_baseline(elsewhere / "semseg")
     depth = depth_baseline(elsewhere / "depth")
     out = results(runs, "--format", "csv", "--baseline", f"semseg={semseg}", "--baseline", f"depth={depth}", capsys=capsys)
-    assert float({r["name"]: r for r in csv_rows(out)}["multi"]["delta_m"]) == pytest.approx(HAND_DELTA)
+    assert float({r["name"]: r for r in csv_rows(out)}["multi"]["delta_maninis"]) == pytest.approx(HAND_DELTA)
     # Only the depth one named: semseg is the run found under RUNS_DIR (mIoU 40: +50 % instead of +20 %).
     out = results(runs, "--format", "csv", "--baseline", f"depth={depth}", capsys=capsys)
     expected = (50.0 + 10.0 - 25.0 + 20.0) / 4
-    assert float({r["name"]: r for r in csv_rows(out)}["multi"]["delta_m"]) == pytest.approx(expected)
+    assert float({r["name"]: r for r in csv_rows(out)}["multi"]["delta_maninis"]) == pytest.approx(expected)
 
     for spec, message in (
         (f"semseg={runs / 'multi'}", "the run trained semseg,depth; a baseline is a single-task run of semseg"),
@@ -444,7 +445,7 @@ def test_mtl_baselines_trains_one_single_task_run_per_task(
         -(m["metrics_task_depth/rel"] - d["metrics_task_depth/rel"]) / d["metrics_task_depth/rel"],
     ]
     rows = {r["name"]: r for r in csv_rows(results(runs, "--format", "csv", capsys=capsys))}
-    assert float(rows["lr0.001"]["delta_m"]) == pytest.approx(100 * sum(terms) / 4)
+    assert float(rows["lr0.001"]["delta_maninis"]) == pytest.approx(100 * sum(terms) / 4)
 
     # Again: both are finished, nothing is trained; flags that the command sets itself are refused.
     assert main(["baselines", "--runs-dir", str(runs), "--name", "single", "--", *flags]) == 0

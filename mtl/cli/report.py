@@ -41,7 +41,7 @@ def _report(args: argparse.Namespace) -> int:
     if deltas is None:
         return 2
     try:
-        page = render_report(runs, args.runs_dir, args.sort, problems, deltas, args.delta_metrics)
+        page = render_report(runs, args.runs_dir, args.sort, problems, deltas, args.delta_metrics, args.delta_form)
     except ValueError as exc:
         print(f"mtl report: {exc}", file=sys.stderr)
         return 2

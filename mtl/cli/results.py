@@ -8,12 +8,28 @@ import sys
 from mtl.reporting import DELTA_MODES, FORMATS, SORT_HELP
 
 
+def delta_forms(value: str) -> tuple[str, ...]:
+    from mtl.reporting.delta import delta_form
+
+    try:
+        return tuple(delta_form(name).name for name in value.split(",") if name)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--delta_form: ")) from None
+
+
 def add_delta_arguments(parser: argparse.ArgumentParser) -> None:
-    """--baseline and --delta_metrics, shared with `mtl report`."""
+    """--baseline, --delta_metrics and --delta_form, shared with `mtl report`."""
     parser.add_argument(
-        "--baseline", action="append", default=[], metavar="TASK=RUN_DIR",
-        help="the single-task run to compare TASK with in Δm (repeatable); default: the single-task run of the same "
-        "dataset under RUNS_DIR whose configuration is closest to each multi-task run's",
+        "--baseline", action="append", default=[], metavar="TASK=RUN_DIR|published:NAME",
+        help="the single-task run to compare TASK with in Δm (repeatable), or published:nyuv2 / published:cityscapes "
+        "for the single-task figures that Nash-MTL and FAMO compare with (docs/PROTOCOLS.md); default: the "
+        "single-task run of the same dataset under RUNS_DIR whose configuration is closest to each multi-task run's",
+    )
+    parser.add_argument(
+        "--delta_form", type=delta_forms, default=("maninis",), metavar="FORM[,FORM…]",
+        help="Δm as printed by: maninis (Δ_MTL%% ↑, metric-averaged; Maninis et al., MTI-Net), mtan (Δm%% ↓, the same "
+        "with the sign of CAGrad, Nash-MTL and FAMO tables), libmtl (Δp%% ↑, averaged within each task, then over "
+        "tasks); several give several columns (default maninis)",
     )
     parser.add_argument(
         "--delta_metrics", choices=DELTA_MODES, default="declared",
@@ -38,6 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=FORMATS, default="markdown", help="table format (default markdown)")
     parser.add_argument("--sort", default=None, metavar="KEY", help=SORT_HELP)
     parser.add_argument("--out", default=None, help="write the table to this file instead of standard output")
+    parser.add_argument(
+        "--paper_table", choices=("nyuv2", "cityscapes"), default=None,
+        help="the column layout of the NYUv2 (9 metrics) or Cityscapes (4 metrics) tables of MTAN, Nash-MTL, FAMO "
+        "and LibMTL, with the runs of that dataset and the Δm forms of --delta_form (with --format latex or markdown)",
+    )
     add_delta_arguments(parser)
     parser.set_defaults(func=_results)
 
@@ -68,8 +89,18 @@ def load_baselines(command: str, specs: list[str]) -> dict | None:
     from mtl.reporting.runs import RunFormatError, load_run
     from mtl.tasks import TASKS
 
+    from mtl.reporting.published import PUBLISHED_BASELINES
+
     baselines = {}
     for spec in specs:
+        if spec.startswith("published:"):
+            published = PUBLISHED_BASELINES.get(spec.removeprefix("published:"))
+            if published is None:
+                names = ", ".join(f"published:{n}" for n in PUBLISHED_BASELINES)
+                print(f"mtl {command}: --baseline {spec}: no such published baseline; known: {names}", file=sys.stderr)
+                return None
+            baselines.update(published.baselines())
+            continue
         task, sep, path = spec.partition("=")
         problem = None
         if not sep or not task or not path:
@@ -110,7 +141,9 @@ def deltas_or_explain(command: str, runs: list, args: argparse.Namespace) -> dic
 def _results(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mtl.reporting.table import results_table, shows_delta
+    from mtl.reporting.delta import delta_form
+    from mtl.reporting.published import PAPER_TABLES
+    from mtl.reporting.table import paper_table, results_table, shows_delta
 
     loaded = load_runs_or_explain("results", args.runs_dir)
     if loaded is None:
@@ -119,14 +152,18 @@ def _results(args: argparse.Namespace) -> int:
     deltas = deltas_or_explain("results", runs, args)
     if deltas is None:
         return 2
+    forms = [delta_form(name) for name in args.delta_form]
     try:
-        text = results_table(runs, args.format, args.sort, deltas)
+        if args.paper_table:
+            text = paper_table(runs, PAPER_TABLES[args.paper_table], args.format, deltas, forms)
+        else:
+            text = results_table(runs, args.format, args.sort, deltas, forms)
     except ValueError as exc:
         print(f"mtl results: {exc}", file=sys.stderr)
         return 2
     if shows_delta(deltas):
         for name, delta in deltas.items():
-            if delta.value is None:
+            if delta.reason:
                 print(f"mtl results: Δm of {name} left empty: {delta.reason}", file=sys.stderr)
     if args.out is None:
         sys.stdout.write(text)

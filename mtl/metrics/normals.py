@@ -1,10 +1,17 @@
-"""Streaming surface-normal metrics: angular error in degrees over all valid pixels of a split.
+"""Streaming surface-normal metrics: angular error in degrees over all valid pixels of a split, or per
+evaluation batch.
 
 The NYUv2 literature (Eigen & Fergus 2015, and MTAN/LibMTL tables) reports the mean and median angle
-between predicted and true normals and the percentage of pixels within 11.25°, 22.5° and 30°, pooled
-over every valid pixel. The mean and the percentages are exact; the median comes from a histogram with
-0.01° bins (a few kB of state that sums exactly across processes, where the exact median would need
-every angle of the split in memory), interpolated within its bin.
+between predicted and true normals and the percentage of pixels within 11.25°, 22.5° and 30°. LibMTL pools
+them over every valid pixel of the split; MTAN's code (and Nash-MTL's, FAMO's) computes the five figures for
+each evaluation batch and averages them over the batches (protocol ``mtan``), where the median of a batch is
+exact. Pooled over the split, the mean and the percentages are exact and the median comes from a histogram with
+0.01° bins (a few kB of state that sums exactly across processes, where the exact median would need every angle
+of the split in memory), interpolated within its bin.
+
+Which pixels count, and how: by default a target finite and not zero, re-normalised; with ``as_stored`` (the
+references) the stored vector as it is, valid where x + y + z ≠ 0 — their test, which also drops a non-zero
+vector whose components sum to 0.
 """
 
 from __future__ import annotations
@@ -12,22 +19,36 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
+from mtl.metrics.protocol import PROTOCOLS, EvalProtocol
+
 THRESHOLDS = (11.25, 22.5, 30.0)
 NORMALS_METRIC_NAMES = ("mean_angle", "median_angle", "within_11_25", "within_22_5", "within_30")
 BIN_DEG = 0.01
 BINS = round(180 / BIN_DEG)
 
 
-def angles_deg(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Angles (float64 degrees) between unit vectors on the valid pixels (target finite) of B×3×H×W tensors."""
+def angles_deg(pred: torch.Tensor, target: torch.Tensor, as_stored: bool = False) -> torch.Tensor:
+    """Angles (float64 degrees) between the predicted directions and the targets on the valid pixels of B×3×H×W
+    tensors (see the module's docstring for ``as_stored``)."""
     if pred.shape != target.shape or pred.dim() != 4 or pred.shape[1] != 3:
         raise ValueError(f"normals must be B×3×H×W of one shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
-    valid = target.isfinite().all(1)
+    finite = target.isfinite().all(1)
+    valid = finite & (target.sum(1) != 0) if as_stored else finite & (target.abs().sum(1) > 0)
     p = pred.permute(0, 2, 3, 1)[valid].double()
     t = target.permute(0, 2, 3, 1)[valid].double()
     p = p / p.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    if not as_stored:
+        t = t / t.norm(dim=1, keepdim=True)
     cos = (p * t).sum(1).clamp(-1.0, 1.0)
     return torch.rad2deg(torch.arccos(cos))
+
+
+def median(values: torch.Tensor) -> torch.Tensor:
+    """np.median's convention: the mean of the two middle values of an even count (torch.median takes the lower;
+    torch.quantile refuses more than 2^24 values)."""
+    ordered = values.flatten().sort().values
+    n = ordered.numel()
+    return (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
 
 
 class NormalsMetrics(Metric):
@@ -35,16 +56,27 @@ class NormalsMetrics(Metric):
     higher_is_better = None  # mixed: the angles go down, the percentages up
     full_state_update = False
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, protocol: EvalProtocol = PROTOCOLS["course"], **kwargs) -> None:
         super().__init__(**kwargs)
+        self.protocol = protocol
         self.add_state("angle_sum", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
         self.add_state("within", default=torch.zeros(len(THRESHOLDS), dtype=torch.int64), dist_reduce_fx="sum")
         self.add_state("histogram", default=torch.zeros(BINS, dtype=torch.int64), dist_reduce_fx="sum")
+        # Per evaluation batch (protocol mtan): the sum over batches of each batch's five figures, and the batches.
+        self.add_state("batch_sums", default=torch.zeros(len(NORMALS_METRIC_NAMES), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("batches", default=torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch of predicted unit normals and targets (NaN = invalid), both B×3×H×W."""
-        angles = angles_deg(pred.detach(), target.detach())
+        """Add a batch of predicted normals and targets (NaN = invalid), both B×3×H×W."""
+        angles = angles_deg(pred.detach(), target.detach(), self.protocol.normals_as_stored)
+        if self.protocol.normals_per_batch:
+            if angles.numel():  # a batch without a valid pixel is left out (the references' mean would be NaN)
+                within = [100.0 * (angles < t).double().mean() for t in THRESHOLDS]
+                figures = torch.stack([angles.mean(), median(angles), *within])
+                self.batch_sums += figures.to(self.batch_sums.device)
+                self.batches += 1
+            return
         self.angle_sum += angles.sum()
         self.count += angles.numel()
         self.within += torch.stack([(angles < t).sum() for t in THRESHOLDS])
@@ -52,6 +84,8 @@ class NormalsMetrics(Metric):
         self.histogram += torch.bincount(bins, minlength=BINS)
 
     def compute(self) -> dict[str, torch.Tensor]:
+        if self.protocol.normals_per_batch:
+            return dict(zip(NORMALS_METRIC_NAMES, self.batch_sums / self.batches.double()))
         count = self.count.double()
         cumulative = self.histogram.cumsum(0).double()
         half = count / 2

@@ -13,9 +13,11 @@ class SemsegMetrics(Metric):
 
     The state is one ``num_classes × num_classes`` int64 confusion matrix (rows = ground truth,
     columns = prediction) reduced by summation, so it is exact under DDP and on any device.
-    IoU = 100·TP/(TP + FP + FN); mIoU is the plain mean over all classes, and a class absent from
-    both ground truth and prediction scores 0 (the course's convention, which keeps mIoU comparable
-    with its published figures). Pixels whose target is ``ignore_index`` are left out.
+    IoU = 100·TP/(TP + FP + FN); mIoU is the plain mean over all classes. A class absent from both ground truth
+    and prediction scores 0 with ``absent_classes="zero"`` (the course's convention, which keeps mIoU comparable
+    with its published figures) and is left out of the mean, its IoU NaN, with ``"excluded"`` (MTAN's and LibMTL's
+    code compute its IoU as 0/0 = NaN; their ``torch.mean`` then makes the mIoU NaN, where mtl leaves the class
+    out: the two agree whenever theirs is a number). Pixels whose target is ``ignore_index`` are left out.
     """
 
     is_differentiable = False
@@ -24,12 +26,17 @@ class SemsegMetrics(Metric):
 
     confusion: torch.Tensor
 
-    def __init__(self, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_INDEX, **kwargs) -> None:
+    def __init__(
+        self, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_INDEX, absent_classes: str = "zero", **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         if num_classes < 1:
             raise ValueError(f"num_classes must be positive, got {num_classes}")
+        if absent_classes not in ("zero", "excluded"):
+            raise ValueError(f"absent_classes must be 'zero' or 'excluded', got {absent_classes!r}")
         self.num_classes = num_classes
         self.ignore_index = ignore_index
+        self.absent_classes = absent_classes
         self.add_state(
             "confusion", default=torch.zeros(num_classes, num_classes, dtype=torch.int64), dist_reduce_fx="sum"
         )
@@ -59,6 +66,7 @@ class SemsegMetrics(Metric):
         conf = self.confusion.double()
         tp = conf.diag()
         union = conf.sum(dim=0) + conf.sum(dim=1) - tp
-        iou = torch.where(union > 0, 100.0 * tp / union.clamp(min=1), torch.zeros_like(tp))
+        absent = torch.zeros_like(tp) if self.absent_classes == "zero" else torch.full_like(tp, float("nan"))
+        iou = torch.where(union > 0, 100.0 * tp / union.clamp(min=1), absent)
         accuracy = 100.0 * tp.sum() / conf.sum().clamp(min=1)
-        return {"miou": iou.mean(), "iou_per_class": iou, "pixel_accuracy": accuracy}
+        return {"miou": iou.nanmean(), "iou_per_class": iou, "pixel_accuracy": accuracy}

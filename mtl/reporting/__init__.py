@@ -10,5 +10,6 @@ FORMATS = ("markdown", "latex", "csv")
 DELTA_MODES = ("declared", "summary")
 SORT_HELP = (
     "order of the runs: a score column — the dataset's headline score (grader on MiniScapes), a task's summary "
-    "(miou, si_log_rmse, mean_angle, …) or delta_m — best first, or name (alphabetical); default: the headline score"
+    "(miou, si_log_rmse, mean_angle, …) or a Δm form shown (delta_maninis, delta_mtan, delta_libmtl) — best first, or "
+    "name (alphabetical); default: the headline score"
 )

@@ -1,11 +1,21 @@
-"""Δm: a multi-task run against single-task baselines of the same dataset (SPEC §10).
+"""Δm: a multi-task run against single-task baselines of the same dataset, in the three forms papers print
+(SPEC §10). Each metric k gives a relative change signed so that an improvement is positive,
 
-    Δm = (100 / K) · Σ_k (−1)^{l_k} · (M_m,k − M_b,k) / M_b,k
+    t_k = 100 · (−1)^{l_k} · (M_m,k − M_b,k) / M_b,k        (l_k = 1 where lower is better),
 
-over the K metrics that enter it, l_k = 1 where lower is better (Maninis et al. 2019; Vandenhende et al.
-2021; the figure of MTAN, Nash-MTL, FAMO and LibMTL tables). Each task declares its metrics
-(``Task.delta_metrics``: TensorBoard tag, higher is better); ``mode="summary"`` uses each task's summary
-metric instead (the course setting: mIoU and SI-logRMSE). Values are read at each run's best epoch.
+and the forms average them differently (``DELTA_FORMS``):
+
+- ``maninis`` — Δ_MTL% ↑ = mean of t_k over the K metrics (Maninis et al. 2019; MTI-Net and MTL-PyTorch print it;
+  higher is better). mtl printed this figure, unnamed, before the forms were named.
+- ``mtan`` — Δm% ↓ = −mean of t_k (CAGrad, Nash-MTL and FAMO tables on the MTAN data copies; their ``delta_fn``:
+  lower is better, an improvement is negative).
+- ``libmtl`` — Δp% ↑ = mean over tasks of the mean of t_k within each task (LibMTL's ``count_improvement``, which
+  returns a fraction; here in percent). It differs from ``maninis`` when tasks have different numbers of metrics
+  (NYUv2: 2 + 2 + 5), not on Cityscapes (2 + 2).
+
+Each task declares its metrics (``Task.delta_metrics``: TensorBoard tag, higher is better); ``mode="summary"``
+uses each task's summary metric instead (the course setting: mIoU and SI-logRMSE). Values are read at each run's
+best epoch.
 
 Baselines. A single-task run (one task in its config.yaml) of the same dataset is a baseline for that task.
 Explicit ones (``--baseline TASK=RUN_DIR``) win over the runs found, for the runs of their dataset. When
@@ -19,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from mtl.config import NON_EXPERIMENT_KEYS
 from mtl.reporting import DELTA_MODES as MODES
@@ -36,20 +47,62 @@ class DeltaMetric:
     higher_is_better: bool
 
 
+Term = tuple[DeltaMetric, float, float, float]  # (metric, M_m, M_b, t: the change in %, positive = better)
+
+
+@dataclass(frozen=True)
+class DeltaForm:
+    """One published way of averaging the terms into a single figure."""
+
+    name: str
+    label: str  # the column header, with its direction
+    latex: str
+    higher_is_better: bool
+    per_task: bool  # average within each task first, then over tasks (LibMTL)
+    source: str
+
+    def value(self, terms: Sequence[Term]) -> float:
+        if self.per_task:
+            by_task: dict[str, list[float]] = {}
+            for metric, _, _, t in terms:
+                by_task.setdefault(metric.task, []).append(t)
+            mean = sum(sum(ts) / len(ts) for ts in by_task.values()) / len(by_task)
+        else:
+            mean = sum(t for *_, t in terms) / len(terms)
+        return mean if self.higher_is_better else -mean
+
+
+DELTA_FORMS: dict[str, DeltaForm] = {
+    "maninis": DeltaForm("maninis", "Δ_MTL% ↑", r"$\Delta_{\mathrm{MTL}}\%\uparrow$", True, False,
+                         "Maninis et al. 2019 (ASTMT), MTI-Net, MTL-PyTorch"),
+    "mtan": DeltaForm("mtan", "Δm% ↓", r"$\Delta m\%\downarrow$", False, False,
+                      "CAGrad, Nash-MTL and FAMO tables (their delta_fn)"),
+    "libmtl": DeltaForm("libmtl", "Δp% ↑", r"$\Delta_{p}\%\uparrow$", True, True, "LibMTL (count_improvement)"),
+}
+
+
+def delta_form(name: str) -> DeltaForm:
+    if name not in DELTA_FORMS:
+        raise ValueError(f"--delta_form: expected one of {', '.join(DELTA_FORMS)}, got {name!r}")
+    return DELTA_FORMS[name]
+
+
 @dataclass
 class Delta:
     """Δm of one multi-task run, or why it is empty."""
 
-    value: float | None = None
-    baselines: dict[str, Run] = field(default_factory=dict)  # task → the run used as its baseline
+    terms: list[Term] = field(default_factory=list)
+    baselines: dict[str, Any] = field(default_factory=dict)  # task → the run (or published figures) used as baseline
     missing: list[str] = field(default_factory=list)  # tasks without a baseline
     problems: list[str] = field(default_factory=list)  # other reasons for an empty value
-    terms: list[tuple[DeltaMetric, float, float, float]] = field(default_factory=list)  # (metric, M_m, M_b, signed %)
+
+    def value(self, form: DeltaForm) -> float | None:
+        return form.value(self.terms) if self.terms and not self.missing and not self.problems else None
 
     @property
     def reason(self) -> str:
         """Why the value is empty, in one line ('' when there is a value)."""
-        if self.value is not None:
+        if self.terms and not self.missing and not self.problems:
             return ""
         parts = []
         if self.missing:
@@ -71,11 +124,12 @@ def delta_metrics(task: str, mode: str = "declared") -> tuple[DeltaMetric, ...]:
     return tuple(DeltaMetric(task, tag, bool(higher)) for tag, higher in declared)
 
 
-def delta_m(
+def delta_terms(
     model: Mapping[str, float], baselines: Mapping[str, Mapping[str, float]], metrics: Sequence[DeltaMetric]
-) -> tuple[float, list[tuple[DeltaMetric, float, float, float]]]:
-    """Δm in percent of the values ``model`` (tag → value) against ``baselines`` (task → tag → value), and
-    each metric's term. KeyError names a missing tag; ZeroDivisionError a baseline value of 0."""
+) -> list[Term]:
+    """Each metric's term: the relative change in percent of ``model`` (tag → value) against ``baselines``
+    (task → tag → value), signed so that an improvement is positive. KeyError names a missing tag;
+    ZeroDivisionError a baseline value of 0."""
     terms = []
     for metric in metrics:
         m, b = model[metric.tag], baselines[metric.task][metric.tag]
@@ -83,7 +137,7 @@ def delta_m(
             raise ZeroDivisionError(metric.tag)
         sign = 1.0 if metric.higher_is_better else -1.0
         terms.append((metric, m, b, 100.0 * sign * (m - b) / b))
-    return sum(t[3] for t in terms) / len(terms), terms
+    return terms
 
 
 def is_baseline(run: Run) -> bool:
@@ -114,8 +168,9 @@ def choose_baseline(run: Run, task: str, candidates: Iterable[Run]) -> Run | Non
 def compute_deltas(
     runs: Sequence[Run], explicit: Mapping[str, Run] | None = None, mode: str = "declared"
 ) -> dict[str, Delta]:
-    """Δm of every multi-task run (by run name). Baselines: ``explicit`` (task → run) for runs of its dataset,
-    else the closest single-task run among ``runs``. Runs with one task get no entry."""
+    """Δm of every multi-task run (by run name). Baselines: ``explicit`` (task → a run, or published figures, see
+    mtl.reporting.published) for runs of its dataset, else the closest single-task run among ``runs``. Runs with
+    one task get no entry."""
     explicit = dict(explicit or {})
     candidates = [run for run in runs if is_baseline(run)]
     out: dict[str, Delta] = {}
@@ -127,12 +182,14 @@ def compute_deltas(
             chosen = explicit.get(task)
             if chosen is None or chosen.dataset != run.dataset:
                 chosen = choose_baseline(run, task, candidates)
+            elif getattr(chosen, "problem", None) and chosen.problem(run.config):  # published figures
+                delta.problems.append(chosen.problem(run.config))
             if chosen is None:
                 delta.missing.append(task)
             else:
                 delta.baselines[task] = chosen
         best = run.best
-        if delta.missing:
+        if delta.missing or delta.problems:
             continue
         if best is None:
             delta.problems.append("no validation yet")
@@ -149,7 +206,7 @@ def compute_deltas(
             delta.problems.append("not logged at the best epoch: " + ", ".join(lacking))
             continue
         try:
-            delta.value, delta.terms = delta_m(best, values, metrics)
+            delta.terms = delta_terms(best, values, metrics)
         except ZeroDivisionError as exc:
             delta.problems.append(f"baseline {exc} is 0: no relative change")
     return out

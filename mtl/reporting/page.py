@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mtl.reporting.delta import Delta, compute_deltas, delta_metrics
+from mtl.reporting.delta import DELTA_FORMS, Delta, compute_deltas, delta_metrics
 from mtl.reporting.events import latest_image
 from mtl.reporting.plots import arrow, curves_svg, run_colors
 from mtl.reporting.runs import Run, headlines, score_tag, task_order, task_summary
@@ -166,8 +166,10 @@ def delta_section(runs: list[Run], deltas: Mapping[str, Delta], mode: str, color
         names = ", ".join(f"{esc(_delta_label(m))}{arrow(m.higher_is_better)}" for m in metrics)
         described.append(f"{esc(task)}: {names}")
     intro = (
-        '<p class="note">Δm = (100/K)·Σ<sub>k</sub> ±(M<sub>m,k</sub> − M<sub>b,k</sub>)/M<sub>b,k</sub> over the K '
-        "metrics below (+ where higher is better, − where lower is), each at the best epoch of the multi-task run "
+        '<p class="note">Δ<sub>MTL</sub> = (100/K)·Σ<sub>k</sub> ±(M<sub>m,k</sub> − M<sub>b,k</sub>)/M<sub>b,k</sub> '
+        "over the K metrics below (+ where higher is better, − where lower is; higher is better; Maninis et al. "
+        "2019 — the Δm% ↓ of Nash-MTL and FAMO tables is its negative, LibMTL's Δp averages within each task first: "
+        "<code>mtl results --delta_form</code>), each at the best epoch of the multi-task run "
         "(m) and of the single-task baseline (b) of its task: a single-task run of the same dataset, the one "
         "closest in configuration, or the one named with <code>--baseline TASK=RUN_DIR</code>. Metrics: "
         + "; ".join(described)
@@ -181,9 +183,10 @@ def delta_section(runs: list[Run], deltas: Mapping[str, Delta], mode: str, color
             "<code>--baseline TASK=RUN_DIR</code>.</p>"
         )
     body = []
+    form = DELTA_FORMS["maninis"]
     for run in multi:
         delta = deltas[run.name]
-        value = "" if delta.value is None else f"{delta.value:+.2f}"
+        value = "" if delta.value(form) is None else f"{delta.value(form):+.2f}"
         used = ", ".join(f"{task} ← {baseline.name}" for task, baseline in delta.baselines.items())
         terms = ", ".join(f"{_delta_label(m)} {t:+.2f}" for m, _, _, t in delta.terms)
         reason = f'<span class="warn">{esc(delta.reason)}</span>' if delta.reason else esc(terms)
@@ -192,7 +195,7 @@ def delta_section(runs: list[Run], deltas: Mapping[str, Delta], mode: str, color
             f'<td class="wrap">{reason}</td></tr>'
         )
     return (
-        title + intro + '<div class="scroll"><table><thead><tr><th>run</th><th>Δm (%)</th><th>baselines</th>'
+        title + intro + f'<div class="scroll"><table><thead><tr><th>run</th><th>{esc(form.label)}</th><th>baselines</th>'
         "<th>terms (%) or what is missing</th></tr></thead><tbody>" + "".join(body) + "</tbody></table></div>"
     )
 
@@ -444,11 +447,13 @@ def render_report(
     problems: Sequence[str] = (),
     deltas: Mapping[str, Delta] | None = None,
     delta_mode: str = "declared",
+    delta_forms: Sequence[str] = ("maninis",),
 ) -> str:
     """The whole page as a string. ``problems``: messages about runs that could not be read, shown at the end;
-    ``deltas``: Δm by run name (default: against the single-task runs among ``runs``, with ``delta_mode``)."""
+    ``deltas``: Δm by run name (default: against the single-task runs among ``runs``, with ``delta_mode``), shown
+    in each of ``delta_forms`` (mtl.reporting.delta.DELTA_FORMS)."""
     deltas = compute_deltas(runs, mode=delta_mode) if deltas is None else deltas
-    cols, rows = build_table(runs, sort, deltas)
+    cols, rows = build_table(runs, sort, deltas, [DELTA_FORMS[name] for name in delta_forms])
     by_name = {run.name: run for run in runs}
     ordered = [by_name[row["name"]] for row in rows]
     colors = dict(zip((run.name for run in ordered), run_colors(len(ordered))))

@@ -12,21 +12,22 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mtl.config import NON_EXPERIMENT_KEYS
 from mtl.hardware import machine_label
 from mtl.reporting import FORMATS
-from mtl.reporting.delta import Delta, compute_deltas
+from mtl.reporting.delta import DELTA_FORMS, Delta, DeltaForm, compute_deltas
+from mtl.reporting.published import PaperColumn, PaperTable
 from mtl.reporting.runs import Run, headlines, score_tag, summary_tag, task_order, task_summary
 
 # Run-management flags, not compared between runs. num_epochs is one only because it may grow on resume;
 # it does change the experiment, so it is compared. --precision has a column of its own: the precision the run
 # actually used (``auto`` is resolved on each machine).
 NOT_COMPARED = (NON_EXPERIMENT_KEYS - {"num_epochs"}) | {"precision"}
-DELTA_KEY = "delta_m"
+DEFAULT_FORMS = (DELTA_FORMS["maninis"],)
 # Kinds of columns: how a value is written, and which columns are scores (sortable, best in bold).
 SCORE_KINDS = ("score", "summary", "delta")
 
@@ -81,16 +82,24 @@ def summary_columns(runs: list[Run], taken: set[str]) -> list[Column]:
     return cols
 
 
-def columns(hyper_parameters: list[str], runs: list[Run] | None = None, with_delta: bool = False) -> list[Column]:
+def delta_key(form: DeltaForm) -> str:
+    """The CSV column and --sort key of a Δm form (delta_maninis, delta_mtan, delta_libmtl)."""
+    return f"delta_{form.name}"
+
+
+def columns(
+    hyper_parameters: list[str], runs: list[Run] | None = None, forms: Sequence[DeltaForm] = ()
+) -> list[Column]:
+    """The table's columns; ``forms``: the Δm forms shown (none when no run has a baseline)."""
     runs = runs or []
     head = [Column("name", "name"), Column("model_name", "model"), *(Column(key, key) for key in hyper_parameters)]
     # Always shown, so that runs from different machines or precisions are never compared unknowingly.
     head += [Column("precision", "precision"), Column("hardware", "hardware")]
     head += [Column("best_epoch", "best epoch", True, "int"), Column("epochs", "epochs", True, "int")]
     scores = score_columns(runs)
-    taken = {c.key for c in head + scores} | {DELTA_KEY, "params", "train_time_s"}
+    delta = [Column(delta_key(f), f.label, True, "delta", f.higher_is_better, latex=f.latex) for f in forms]
+    taken = {c.key for c in head + scores + delta} | {"params", "train_time_s"}
     tail = [Column("params", "params", True, "params"), Column("train_time_s", "train time", True, "time")]
-    delta = [Column(DELTA_KEY, "Δm (%)", True, "delta", True, latex=r"$\Delta_m$ (\%)")] if with_delta else []
     return head + scores + summary_columns(runs, taken) + delta + tail
 
 
@@ -100,14 +109,17 @@ def shows_delta(deltas: Mapping[str, Delta]) -> bool:
 
 
 def build_table(
-    runs: list[Run], sort: str | None = None, deltas: Mapping[str, Delta] | None = None
+    runs: list[Run],
+    sort: str | None = None,
+    deltas: Mapping[str, Delta] | None = None,
+    forms: Sequence[DeltaForm] = DEFAULT_FORMS,
 ) -> tuple[list[Column], list[dict[str, Any]]]:
     """(columns, rows) with raw values (None = empty), sorted by ``sort`` (a score column's key or ``name``;
     default: the first score column, e.g. grader); runs without that score go last. ``deltas``: Δm by run
-    name (default: against the single-task runs among ``runs``)."""
+    name (default: against the single-task runs among ``runs``), shown in each of ``forms``."""
     deltas = compute_deltas(runs) if deltas is None else deltas
     keys = differing_keys(runs)
-    cols = columns(keys, runs, shows_delta(deltas))
+    cols = columns(keys, runs, forms if shows_delta(deltas) else ())
     sortable = [c.key for c in cols if c.kind in SCORE_KINDS] + ["name"]
     sort = sort or sortable[0]
     if sort not in sortable:
@@ -128,7 +140,8 @@ def build_table(
             if col.tag is not None:
                 row[col.key] = best.get(col.tag)
         delta = deltas.get(run.name)
-        row[DELTA_KEY] = delta.value if delta is not None else None
+        for form in forms:
+            row[delta_key(form)] = delta.value(form) if delta is not None else None
         row["params"] = run.params
         row["train_time_s"] = run.train_time_s
         rows.append(row)
@@ -234,9 +247,61 @@ WRITERS: dict[str, Callable[[list[Column], list[dict[str, Any]]], str]] = {
 
 
 def results_table(
-    runs: list[Run], fmt: str = "markdown", sort: str | None = None, deltas: Mapping[str, Delta] | None = None
+    runs: list[Run],
+    fmt: str = "markdown",
+    sort: str | None = None,
+    deltas: Mapping[str, Delta] | None = None,
+    forms: Sequence[DeltaForm] = DEFAULT_FORMS,
 ) -> str:
     """The whole table as text in ``fmt`` (markdown, latex or csv)."""
     if fmt not in WRITERS:
         raise ValueError(f"--format: expected one of {list(FORMATS)}, got {fmt!r}")
-    return WRITERS[fmt](*build_table(runs, sort, deltas))
+    return WRITERS[fmt](*build_table(runs, sort, deltas, forms))
+
+
+def paper_table(
+    runs: list[Run], table: PaperTable, fmt: str, deltas: Mapping[str, Delta], forms: Sequence[DeltaForm]
+) -> str:
+    """The runs of ``table``'s dataset in the column layout of the papers that print it (mtl.reporting.published):
+    a row per run with the metrics at its best epoch (errors to 4 decimals, the rest to 2), then each Δm form."""
+    if fmt not in ("latex", "markdown"):
+        raise ValueError(f"--paper_table writes --format latex or markdown, not {fmt}")
+    chosen = [run for run in runs if run.dataset == table.dataset]
+    if not chosen:
+        raise ValueError(f"--paper_table: no run of the {table.dataset} dataset among these runs")
+
+    def cell(column: PaperColumn, run: Run) -> str:
+        value = (run.best or {}).get(column.tag)
+        if value is None or not math.isfinite(value):
+            return ""
+        return f"{value:.4f}" if not column.higher_is_better and column.tag.endswith(("/mae", "/rel")) else f"{value:.2f}"
+
+    def delta_cell(run: Run, form: DeltaForm) -> str:
+        value = deltas[run.name].value(form) if run.name in deltas else None
+        return "" if value is None else f"{value:+.2f}"
+
+    rows = [[run.name, *(cell(c, run) for c in table.columns), *(delta_cell(run, f) for f in forms)] for run in chosen]
+    if fmt == "markdown":
+        header = ["run", *(f"{c.label} {'↑' if c.higher_is_better else '↓'}" for c in table.columns), *(f.label for f in forms)]
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
+        return "\n".join([*lines, *("| " + " | ".join(_markdown_cell(v) for v in row) + " |" for row in rows)]) + "\n"
+    arrow = lambda higher: r"$\uparrow$" if higher else r"$\downarrow$"  # noqa: E731
+    spans = " & ".join(rf"\multicolumn{{{len(cols)}}}{{c}}{{{name}}}" for name, cols in table.groups)
+    rules, start = [], 2
+    for _, cols in table.groups:
+        rules.append(rf"\cmidrule(lr){{{start}-{start + len(cols) - 1}}}")
+        start += len(cols)
+    lines = [
+        r"% needs \usepackage{booktabs}",
+        r"\begin{tabular}{l" + "r" * (len(table.columns) + len(forms)) + "}",
+        r"\toprule",
+        " & " + spans + " & " * len(forms) + r" \\",
+        "".join(rules),
+        "Method & " + " & ".join(f"{c.label} {arrow(c.higher_is_better)}" for c in table.columns)
+        + "".join(f" & {f.latex}" for f in forms) + r" \\",
+        r"\midrule",
+        *(" & ".join([latex_escape(row[0]), *row[1:]]) + r" \\" for row in rows),
+        r"\bottomrule",
+        r"\end{tabular}",
+    ]
+    return "\n".join(lines) + "\n"
