@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import json
 import shlex
@@ -224,6 +225,41 @@ def test_grace_period_must_exceed_the_heartbeat_interval(tmp_path, capsys) -> No
     assert code == 2
     assert "--grace-period 10 must be longer than --heartbeat-interval 10" in capsys.readouterr().err
 
+
+
+@pytest.mark.parametrize("error", ["IntegrityError", "ProgrammingError", "OperationalError"])
+def test_a_worker_that_loses_the_table_creation_race_opens_the_storage(tmp_path, monkeypatch, error) -> None:
+    """Workers started together on an empty database all create Optuna's tables; the losers retry."""
+    import sqlalchemy.exc
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    @functools.wraps(real)  # the same parameters, so open_storage picks the same callback name
+    def lose_once(url: str, **kwargs):
+        calls.append(url)
+        if len(calls) == 1:
+            raise getattr(sqlalchemy.exc, error)("CREATE TYPE studydirection", {}, Exception('type "studydirection" already exists'))
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", lose_once)
+    monkeypatch.setattr(study_module.time, "sleep", lambda seconds: None)
+    storage = study_module.open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert len(calls) == 2 and storage.get_all_studies() == []
+
+
+def test_other_storage_errors_are_not_retried(tmp_path, monkeypatch) -> None:
+    import sqlalchemy.exc
+
+    calls = []
+
+    def refuse(url: str, **kwargs):
+        calls.append(url)
+        raise sqlalchemy.exc.OperationalError("connect", {}, Exception("password authentication failed"))
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", refuse)
+    with pytest.raises(study_module.TuneError, match="cannot open it .*password authentication failed"):
+        study_module.open_storage("postgresql://mtl:secret@127.0.0.1:1/x")
+    assert len(calls) == 1
 
 # ------------------------------------------------------------------------------------------- pruning
 class FakeTrial:

@@ -27,6 +27,7 @@ import os
 import re
 import shlex
 import socket
+import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -37,6 +38,7 @@ import optuna
 import torch
 import yaml
 from optuna.trial import TrialState
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from mtl.engine.module import NonFiniteLoss
 from mtl.config import FlagsRefused, code_root, experiment_items, parse_config_or_raise
@@ -48,6 +50,7 @@ from mtl.weighting import renamed_flags
 
 HEARTBEAT_INTERVAL_S = 30
 GRACE_PERIOD_S = 120
+SCHEMA_RACE_ATTEMPTS = 5
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -98,13 +101,22 @@ def open_storage(
     callback = "heartbeat_stale_trial_callback"
     if callback not in inspect.signature(optuna.storages.RDBStorage).parameters:
         callback = "failed_trial_callback"
-    try:
-        with _known_experimental():
-            return optuna.storages.RDBStorage(
-                url, heartbeat_interval=heartbeat_interval, grace_period=grace_period, **{callback: report_stale_trial}
-            )
-    except Exception as exc:  # the driver decides: bad URL, missing driver module, unreachable server, …
-        raise TuneError(f"--storage {masked(url)}: cannot open it ({type(exc).__name__}: {exc})") from exc
+    attempt = 1
+    while True:
+        try:
+            with _known_experimental():
+                return optuna.storages.RDBStorage(
+                    url, heartbeat_interval=heartbeat_interval, grace_period=grace_period, **{callback: report_stale_trial}
+                )
+        except (IntegrityError, OperationalError, ProgrammingError) as exc:
+            # Workers started together on an empty database all create Optuna's tables; the losers of that
+            # race see "already exists" and find the tables complete a moment later.
+            if attempt == SCHEMA_RACE_ATTEMPTS or "already exists" not in str(exc):
+                raise TuneError(f"--storage {masked(url)}: cannot open it ({type(exc).__name__}: {exc})") from exc
+            time.sleep(0.5 * attempt)
+            attempt += 1
+        except Exception as exc:  # the driver decides: bad URL, missing driver module, unreachable server, …
+            raise TuneError(f"--storage {masked(url)}: cannot open it ({type(exc).__name__}: {exc})") from exc
 
 
 def report_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
