@@ -38,6 +38,7 @@ from mtl.flags import (
     positive_float,
     positive_int,
 )
+from mtl.metrics.protocol import PROTOCOLS
 from mtl.models import add_model_arguments
 from mtl.optimization import OPTIMIZERS, SCHEDULE_UNITS, SCHEDULES, OptimizerOptions, ScheduleOptions
 from mtl.plugins import Registry, is_outside
@@ -127,6 +128,12 @@ def build_parser() -> Parser:
     data.add_argument(
         "--tasks", type=name_list, default=None,
         help="comma-separated tasks among %s (default: the dataset's own, e.g. semseg,depth)" % ", ".join(TASKS),
+    )
+    data.add_argument(
+        "--eval_protocol", default=None, choices=PROTOCOLS,
+        help="how validation metrics are averaged and clamped, as the code behind published tables does: course "
+        "(MiniScapes grader), mtan (MTAN, Nash-MTL, FAMO) or libmtl (default: the dataset's own: course for "
+        "miniscapes, cityscapes and the generated world, mtan for the .npy copies; docs/PROTOCOLS.md)",
     )
     data.add_argument(
         "--workers", type=non_negative_int, default=16, help="training data-loader processes (capped at CPU count)"
@@ -420,6 +427,7 @@ def _check_dataset_and_tasks(parser: argparse.ArgumentParser, cfg: argparse.Name
     if unknown:
         parser.error(f"--tasks: {cfg.dataset} has no task {unknown[0]!r}; choose among {','.join(info.tasks)}")
     cfg.tasks = tuple(t for t in info.tasks if t in tasks)
+    cfg.eval_protocol = cfg.eval_protocol or DATASETS[cfg.dataset].eval_protocol
     if cfg.dataset_root is None:
         return
     layout = DATASETS[cfg.dataset].from_flags(cfg)

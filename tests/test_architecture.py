@@ -64,7 +64,7 @@ class Brightness(Task):
     def tta_result(self, total: torch.Tensor, num_views: int) -> torch.Tensor:
         return (total / num_views)[:, 0] / self.scale
 
-    def metric(self):
+    def metric(self, protocol):
         return BrightnessError()
 
     def scalars(self, result) -> dict[str, float]:

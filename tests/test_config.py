@@ -26,6 +26,18 @@ def test_course_defaults(root: str) -> None:
     assert cfg.aug_geom_reflect is False and cfg.observe_valid_ids == (0, 100) and cfg.tasks == ("semseg", "depth")
 
 
+def test_evaluation_protocol_defaults_to_the_datasets_and_is_recorded(root: str, capsys) -> None:
+    assert parse_config(["--dataset_root", root]).eval_protocol == "course"  # MiniScapes: the course's grader
+    assert parse_config(["--dataset_root", root, "--eval_protocol", "libmtl"]).eval_protocol == "libmtl"
+    assert experiment_items(parse_config(["--dataset_root", root]))["eval_protocol"] == "course"  # cmd.txt, resume
+    from mtl.datasets import DATASETS
+
+    assert DATASETS["nyuv2"].eval_protocol == DATASETS["cityscapes_npy"].eval_protocol == "mtan"  # their tables'
+    with pytest.raises(SystemExit):
+        parse_config(["--dataset_root", root, "--eval_protocol", "nash"])
+    assert "--eval_protocol: invalid choice: 'nash'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("text,expected", [("yes", True), ("T", True), ("1", True), ("n", False), ("False", False)])
 def test_course_boolean_spellings(root: str, text: str, expected: bool) -> None:
     assert parse_config(["--dataset_root", root, "--aug_geom_reflect", text]).aug_geom_reflect is expected

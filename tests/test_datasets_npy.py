@@ -7,10 +7,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from cityscapesscripts.helpers.labels import labels as CS_LABELS
 from cityscapesscripts.helpers.labels import trainId2label
 from conftest import FAST_TRAIN_FLAGS
@@ -239,6 +241,27 @@ TRAIN = [*FAST_TRAIN_FLAGS, "--num_epochs", "1", "--optimizer", "adam", "--optim
          "--depth_stats", "auto", "--aug_input_crop_size", "64"]
 
 
+def test_libmtls_copy_keeps_the_seven_categories_in_label(generated, tmp_path, capsys):
+    """LibMTL's Cityscapes copy has <split>/label (7 categories) instead of MTAN's label_7/label_19: read with
+    --num_classes 7, and `mtl data check` says which folder it read."""
+    libmtl = tmp_path / "libmtl"
+    shutil.copytree(generated["cityscapes_npy"], libmtl)
+    for split in ("train", "val"):
+        shutil.rmtree(libmtl / split / "label_7")
+        shutil.rmtree(libmtl / split / "label_19")
+    mtan = layout_of("cityscapes_npy", generated["cityscapes_npy"], num_classes=7)
+    theirs = layout_of("cityscapes_npy", libmtl, num_classes=7)
+    assert (mtan.label_folder, theirs.label_folder) == ("label_7", "label")
+    for i in range(2):
+        ours, other = mtan.read("val", i, ("semseg",)), theirs.read("val", i, ("semseg",))
+        np.testing.assert_array_equal(other["semseg"], ours["semseg"])
+    for root, line in ((generated["cityscapes_npy"], "label_7/ (MTAN's copy)"), (libmtl, "label/ (LibMTL's copy)")):
+        capsys.readouterr()
+        assert main(["data", "check", "--dataset", "cityscapes_npy", "--num_classes", "7", "--root", str(root)]) == 0
+        assert capsys.readouterr().out.splitlines()[0] == f"{root}: semseg labels read from {line}"
+    assert main(["data", "check", "--dataset", "cityscapes_npy", "--num_classes", "19", "--root", str(libmtl)]) == 1
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "extra"), [("cityscapes_npy", []), ("nyuv2", [])])
 def test_train_validate_and_predict(generated, tmp_path, capsys, name, extra):
@@ -261,6 +284,7 @@ def test_train_validate_and_predict(generated, tmp_path, capsys, name, extra):
     assert ids.shape == layout.image_size("val") and ids.max() < num_classes
     depth = np.load(out / "depth" / "1.npy")
     assert depth.shape == (*layout.image_size("val"), 1) and (depth > 0).all()
+    check_protocols(name, run, root, out, metrics, tmp_path)
     if name == "nyuv2":
         normals = np.load(out / "normals" / "1.npy")
         np.testing.assert_allclose(np.linalg.norm(normals, axis=-1), 1.0, atol=1e-5)
@@ -277,6 +301,29 @@ def test_train_validate_and_predict(generated, tmp_path, capsys, name, extra):
                      "--dataset_root", str(root), "--out", str(tmp_path / "cs"), "--format", "cityscapes"]) == 0
         ids = np.asarray(Image.open(tmp_path / "cs" / "semseg" / "1_labelIds.png"))
         assert set(np.unique(ids)) <= {lab.id for lab in CS_LABELS if 0 <= lab.trainId < 255}
+
+
+def check_protocols(name: str, run, root, out, metrics: dict, tmp_path) -> None:
+    """The .npy copies are evaluated as MTAN's code does unless told otherwise (recorded in config.yaml); the Abs and
+    Rel Err `mtl predict` prints under each protocol equal the formulas computed here on its written predictions."""
+    assert yaml.safe_load((run / "config.yaml").read_text())["eval_protocol"] == "mtan" == metrics["protocol"]
+    size = DATASETS[name](root).split_size("val")
+    pairs = []
+    for i in range(size):
+        pred = np.load(out / "depth" / f"{i}.npy")[..., 0].astype(np.float64)
+        gt = np.load(root / "val" / "depth" / f"{i}.npy")[..., 0].astype(np.float64)
+        pairs.append((pred[gt != 0], gt[gt != 0]))
+    def pooled(group):  # noqa: E306
+        p, g = np.concatenate([a for a, _ in group]), np.concatenate([b for _, b in group])
+        return np.mean(np.abs(p - g)), np.mean(np.abs(p - g) / g)
+    batches = [pooled(pairs[s : s + 4]) for s in range(0, size, 4)]  # mtl predict's --batch_size 4
+    expected = {"mtan": np.mean(batches, axis=0), "libmtl": pooled(pairs)}
+    for protocol, (abs_err, rel_err) in expected.items():
+        flags = ["--split", "val", "--dataset_root", str(root), "--out", str(tmp_path / protocol), "--eval_protocol", protocol]
+        assert main(["predict", "--checkpoint", str(run / "checkpoints" / "best.ckpt"), *flags]) == 0
+        depth = json.loads((tmp_path / protocol / "metrics.json").read_text())["tasks"]["depth"]
+        depth = depth["depth_metrics"]
+        assert depth["mae"] == pytest.approx(abs_err, rel=1e-5) and depth["rel"] == pytest.approx(rel_err, rel=1e-5)
 
 
 def test_seven_classes_build_a_seven_class_model(generated):

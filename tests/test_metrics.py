@@ -10,7 +10,8 @@ import torch
 
 from mtl.datasets import DATASETS
 from mtl.datasets.miniscapes import grader_score, total_score
-from mtl.metrics import DEPTH_METRIC_NAMES, DepthMetrics, SemsegMetrics
+from mtl.metrics.depth import DEPTH_METRIC_NAMES, DepthMetrics
+from mtl.metrics.semseg import SemsegMetrics
 
 
 def numpy_iou(pred: np.ndarray, target: np.ndarray, num_classes: int = 19) -> np.ndarray:

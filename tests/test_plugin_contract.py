@@ -90,7 +90,7 @@ class Edges(Task):
     def tta_result(self, total: torch.Tensor, num_views: int) -> torch.Tensor:
         return self.decode(total)
 
-    def metric(self) -> EdgeCounts:
+    def metric(self, protocol) -> EdgeCounts:
         return EdgeCounts()
 
     def scalars(self, result) -> dict[str, float]:
@@ -161,7 +161,7 @@ def test_a_derived_task_trains_validates_and_predicts_without_its_own_layout(edg
                  "--dataset_root", str(tiny_dataset), "--out", str(out), "--batch_size", "2"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert json.loads((out / "metrics.json").read_text()) == printed
-    assert list(printed) == ["scores", "tasks"] and list(printed["tasks"]) == ["semseg", "toy_edges"]
+    assert list(printed) == ["protocol", "scores", "tasks"] and list(printed["tasks"]) == ["semseg", "toy_edges"]
     semseg, toy = printed["tasks"]["semseg"], printed["tasks"]["toy_edges"]
     # the same names, each under its own task and apart from the dataset's scores, computed here from the files
     predicted = [np.load(out / "toy_edges" / f"{i}_edges.npy").astype(bool) for i in range(2)]

@@ -192,7 +192,8 @@ def test_split_mode_writes_dataset_files_and_prints_metrics(
     printed = json.loads(capsys.readouterr().out)
     assert json.loads((out / "metrics.json").read_text()) == printed
     # keyed by task, the dataset's scores apart: no task's names merge with another's or with the scores
-    assert list(printed) == ["scores", "tasks"] and list(printed["scores"]) == ["grader", "total"]
+    assert list(printed) == ["protocol", "scores", "tasks"] and list(printed["scores"]) == ["grader", "total"]
+    assert printed["protocol"] == "course"  # the dataset's own (miniscapes)
     assert list(printed["tasks"]) == ["semseg", "depth"]
     assert list(printed["tasks"]["semseg"]) == ["miou", "pixel_accuracy", "iou_per_class"]
     assert list(printed["tasks"]["depth"]) == ["si_log_rmse", "depth_metrics"]

@@ -190,22 +190,22 @@ def test_sort_orders(loaded: list[Run]) -> None:
 def test_markdown_and_latex(runs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     markdown = results(runs_dir, "--format", "markdown", capsys=capsys).splitlines()
     assert markdown[0].startswith(
-        "| name | model | optimizer_lr | precision | hardware | best epoch | epochs | grader | mIoU | SI-logRMSE"
+        "| name | model | optimizer_lr | protocol | precision | hardware | best epoch | epochs | grader | mIoU | SI-logRMSE"
     )
-    assert markdown[1].startswith("|:---|:---|:---|:---|:---|---:|")
+    assert markdown[1].startswith("|:---|:---|:---|:---|:---|:---|---:|")
     assert len(markdown) == 2 + 3
     assert all(line.count("|") == markdown[0].count("|") for line in markdown)
 
     out = tmp_path / "table.tex"
     assert main(["results", str(runs_dir), "--format", "latex", "--sort", "name", "--out", str(out)]) == 0
     latex = out.read_text().splitlines()
-    assert latex[1] == r"\begin{tabular}{lllllrrrrrrr}"  # name, model, optimizer_lr, precision, hardware, 7 numeric
+    assert latex[1] == r"\begin{tabular}{llllllrrrrrrr}"  # name, model, optimizer_lr, protocol, precision, hardware
     assert latex.count(r"\toprule") == latex.count(r"\midrule") == latex.count(r"\bottomrule") == 1
     assert latex[-1] == r"\end{tabular}"
     body = latex[latex.index(r"\midrule") + 1 : latex.index(r"\bottomrule")]
     assert [line.split(" & ")[0] for line in body] == ["lr0.001", "lr0.01", "sweep/crashed"]
     assert r"optimizer\_lr" in latex[3]
-    assert all(line.endswith(r" \\") and line.count(" & ") == 11 for line in body)
+    assert all(line.endswith(r" \\") and line.count(" & ") == 12 for line in body)
 
 
 def test_unreadable_inputs_are_named(runs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

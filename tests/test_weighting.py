@@ -224,6 +224,52 @@ def test_aligned_mtl_aligns_gradients_to_an_orthogonal_equal_norm_system(on):
     torch.testing.assert_close(d, aligned.sum(0), atol=1e-5, rtol=1e-5)
 
 
+def authors_alignment(gram: np.ndarray, scale_mode: str) -> np.ndarray:
+    """The authors' ProcrustesSolver (SamsungLabs/MTL code/optim/aligned/solver.py) written out on a Gram matrix:
+    eigenvalues in descending order, ``median`` = torch.median (the lower middle one), B = V·√s·Λ^{-1/2}·Vᵀ."""
+    values, basis = np.linalg.eigh(gram)
+    order = np.argsort(values)[::-1]
+    values, basis = values[order], basis[:, order]
+    s = {"min": values[-1], "median": float(torch.median(torch.from_numpy(values))), "rmse": values.mean()}[scale_mode]
+    return (basis * np.sqrt(s) / np.sqrt(values)) @ basis.T
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+@pytest.mark.parametrize("scale", ["min", "median", "rmse"])
+def test_aligned_mtl_equals_the_authors_solver_and_their_median(k, scale):
+    from mtl.weighting.aligned_mtl import alignment_matrix
+
+    g = random_grads(k, 8, seed=20 + k)
+    gram = (g @ g.T).numpy()
+    np.testing.assert_allclose(alignment_matrix(gram, scale), authors_alignment(gram, scale), rtol=1e-9, atol=1e-12)
+    if k == 2:  # the lower of two eigenvalues: with two tasks the authors' median is the minimum, not the mean
+        np.testing.assert_allclose(alignment_matrix(gram, "median"), alignment_matrix(gram, "min"), rtol=1e-12)
+
+
+def test_cagrad_sum_scale_is_the_authors_times_the_number_of_tasks():
+    g = random_grads(3, 6, seed=21)
+    mean = update(make("cagrad", tasks(3), scale="mean"), g)
+    total = update(make("cagrad", tasks(3), scale="sum"), g)
+    torch.testing.assert_close(total, 3 * mean, rtol=1e-6, atol=1e-8)  # their overwrite_grad: newgrad * 3
+
+
+def test_famo_clips_only_when_asked_as_the_reference_in_effect_does():
+    """The reference's WeightMethod.backward clips before loss.backward(), right after zero_grad: no gradient of the
+    step exists yet, so the update is not clipped — mtl's default. A positive --weighting_famo_max_norm clips the
+    shared gradient after backward."""
+    g = random_grads(2, 5, seed=22).float() * 10
+    unclipped = update(make("famo", tasks(2)), g)
+    assert unclipped.norm() > 1
+    theta = torch.zeros(5, requires_grad=True)
+    theta.grad = None  # optimizer.zero_grad()
+    torch.nn.utils.clip_grad_norm_([theta], 1.0)  # their order: clip first ...
+    ((g[0] * theta).sum() * 0.5 + (g[1] * theta).sum() * 0.5).backward()  # ... then backward, weights ½ at start
+    torch.testing.assert_close(theta.grad.double(), unclipped, rtol=1e-6, atol=1e-7)
+    clipped = update(make("famo", tasks(2), max_norm=1.0), g)
+    assert clipped.norm() == pytest.approx(1.0, rel=1e-6)
+    torch.testing.assert_close(clipped, unclipped / unclipped.norm(), rtol=1e-5, atol=1e-7)
+
+
 # --- GradVac, GradDrop, DB-MTL --------------------------------------------------------------------------------------
 
 

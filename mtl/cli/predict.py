@@ -7,6 +7,7 @@ import sys
 
 from mtl.datasets import DATASETS
 from mtl.flags import float_list, positive_int, str2bool
+from mtl.metrics.protocol import PROTOCOLS
 
 DEFAULT_TTA_SCALES = (0.75, 1.0, 1.25)
 
@@ -48,6 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available, unless MTL_HARDWARE names a CPU)"
     )
     parser.add_argument("--batch_size", type=positive_int, default=4, help="images per forward pass (default 4)")
+    parser.add_argument(
+        "--eval_protocol", choices=PROTOCOLS, default=None,
+        help="with --split: how the metrics are computed (default: the run's own; docs/PROTOCOLS.md); under mtan "
+        "the figures depend on --batch_size, as MTAN's code does on its test batch",
+    )
     parser.set_defaults(func=_predict)
 
 
@@ -84,7 +90,8 @@ def _predict(args: argparse.Namespace) -> int:
         flags = checkpoint_flags(args.checkpoint)
         flags.dataset_root = args.dataset_root
         layout = build_dataset(flags)
-        result = predict_dataset_split(predictor, layout, args.split, out, args.batch_size, device, args.format)
+        protocol = PROTOCOLS[args.eval_protocol] if args.eval_protocol else predictor.protocol
+        result = predict_dataset_split(predictor, layout, args.split, out, args.batch_size, device, args.format, protocol)
     except (OSError, DataFormatError, ValueError) as exc:  # OSError: also unwritable --out
         print(f"mtl predict: error: {one_line(exc)}", file=sys.stderr)
         return 1
@@ -92,7 +99,7 @@ def _predict(args: argparse.Namespace) -> int:
         folders = " and ".join(f"{out}/{name}" for name in predictor.tasks)
         print(f"wrote {args.split} predictions to {folders} (the split has no ground truth)")
         return 0
-    text = json.dumps(result, indent=2, allow_nan=False)
+    text = json.dumps({"protocol": protocol.name, **result}, indent=2, allow_nan=False)
     (out / "metrics.json").write_text(text + "\n", encoding="utf-8")
     print(text)
     return 0

@@ -31,6 +31,7 @@ def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mtl.cli.results import deltas_or_explain, load_runs_or_explain
+    from mtl.reporting.delta import forms_for
     from mtl.reporting.page import render_report
 
     loaded = load_runs_or_explain("report", args.runs_dir)
@@ -41,7 +42,8 @@ def _report(args: argparse.Namespace) -> int:
     if deltas is None:
         return 2
     try:
-        page = render_report(runs, args.runs_dir, args.sort, problems, deltas, args.delta_metrics, args.delta_form)
+        forms = [form.name for form in forms_for(args.delta_form, [run.eval_protocol for run in runs])]
+        page = render_report(runs, args.runs_dir, args.sort, problems, deltas, args.delta_metrics, forms)
     except ValueError as exc:
         print(f"mtl report: {exc}", file=sys.stderr)
         return 2

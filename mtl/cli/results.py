@@ -11,6 +11,8 @@ from mtl.reporting import DELTA_MODES, FORMATS, SORT_HELP
 def delta_forms(value: str) -> tuple[str, ...]:
     from mtl.reporting.delta import delta_form
 
+    if value == "auto":
+        return ("auto",)
     try:
         return tuple(delta_form(name).name for name in value.split(",") if name)
     except ValueError as exc:
@@ -26,10 +28,11 @@ def add_delta_arguments(parser: argparse.ArgumentParser) -> None:
         "single-task run of the same dataset under RUNS_DIR whose configuration is closest to each multi-task run's",
     )
     parser.add_argument(
-        "--delta_form", type=delta_forms, default=("maninis",), metavar="FORM[,FORM…]",
+        "--delta_form", type=delta_forms, default=("auto",), metavar="FORM[,FORM…]|auto",
         help="Δm as printed by: maninis (Δ_MTL%% ↑, metric-averaged; Maninis et al., MTI-Net), mtan (Δm%% ↓, the same "
         "with the sign of CAGrad, Nash-MTL and FAMO tables), libmtl (Δp%% ↑, averaged within each task, then over "
-        "tasks); several give several columns (default maninis)",
+        "tasks); several give several columns; auto (default): the form that goes with the runs' evaluation "
+        "protocol (course: maninis, mtan: mtan, libmtl: libmtl)",
     )
     parser.add_argument(
         "--delta_metrics", choices=DELTA_MODES, default="declared",
@@ -141,7 +144,7 @@ def deltas_or_explain(command: str, runs: list, args: argparse.Namespace) -> dic
 def _results(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mtl.reporting.delta import delta_form
+    from mtl.reporting.delta import forms_for
     from mtl.reporting.published import PAPER_TABLES
     from mtl.reporting.table import paper_table, results_table, shows_delta
 
@@ -152,7 +155,7 @@ def _results(args: argparse.Namespace) -> int:
     deltas = deltas_or_explain("results", runs, args)
     if deltas is None:
         return 2
-    forms = [delta_form(name) for name in args.delta_form]
+    forms = forms_for(args.delta_form, [run.eval_protocol for run in runs])
     try:
         if args.paper_table:
             text = paper_table(runs, PAPER_TABLES[args.paper_table], args.format, deltas, forms)

@@ -37,11 +37,13 @@ SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # PIL's modes for 
 
 @dataclass
 class CheckResult:
-    """Problems and warnings (one line each, starting with the path) and the number of files loaded."""
+    """Problems and warnings (one line each, starting with the path), the number of files loaded, and notes on
+    what was found where a layout reads one of several forms (e.g. which copy's label folder)."""
 
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     files_checked: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------ index-named sample folders
@@ -216,7 +218,7 @@ def _print(line: str) -> None:
 def print_result(root: str | Path, result: CheckResult) -> int:
     """Print every problem, then every warning, then a summary; 1 if there is a problem, else 0
     (warnings alone leave the exit code 0)."""
-    for line in result.problems + result.warnings:
+    for line in result.notes + result.problems + result.warnings:
         _print(line)
     warned = f", {len(result.warnings)} warning(s)" if result.warnings else ""
     if result.problems:

@@ -97,6 +97,9 @@ class DatasetLayout(ABC):
     name: ClassVar[str]
     info: ClassVar[DatasetInfo]
     headline: ClassVar[str] = "total"  # the score printed after each validation
+    # The evaluation protocol of the tables this dataset's users compare with (``--eval_protocol`` by default;
+    # mtl.metrics.protocol, docs/PROTOCOLS.md).
+    eval_protocol: ClassVar[str] = "course"
     codecs: ClassVar[dict[str, Any]] = {}  # task → how its files are encoded (see ``add_codec``)
     synth_size: ClassVar[tuple[int, int] | None] = None  # (width, height) `mtl data synth` writes; None: no writer
     synth_splits: ClassVar[tuple[str, ...]] = SYNTH_SPLITS  # the splits the layout has, for the generator

@@ -10,12 +10,15 @@ near; the published tables' abs/rel errors are in this stored unit). This layout
 stored*, without converting: "depth" metrics (mae, rel, …) of a model trained on it are in that unit, and so are
 ``mtl data stats``' depth figures (``info.depth_unit`` says so). Note that bigger values are nearer objects.
 
-Other ``label_<n>`` folders (e.g. a 2-class copy) are accepted and checked by `mtl data check`. Read with
+Other ``label_<n>`` folders (e.g. a 2-class copy) are accepted and checked by `mtl data check`. LibMTL's copy of
+the same data (examples/cityscapes) keeps the 7 categories in ``<split>/label``: with ``--num_classes 7`` that
+folder is read where there is no ``label_7`` (`mtl data check` says which one it read). Read with
 ``mtl.datasets.npy``: every bad file is a one-line error naming it.
 
 `mtl data synth --layout cityscapes_npy` writes the generated world in this layout (``write_generated``, train
 and val, 256×128 by default): ``label_19`` = trainIds, ``label_7`` = the Cityscapes *category* of each class
-(categoryId − 1 of the official table), both float32 with −1 = ignore; depth an inverse depth like the MTAN
+(categoryId − 1 of the official table), and LibMTL's ``label`` (the same as ``label_7``), all float32 with −1 =
+ignore; depth an inverse depth like the MTAN
 copy: the disparity in pixels of the Cityscapes camera at 2048 px width (baseline 0.209313 m, fx 2262.52 px)
 divided by 256, i.e. DISPARITY_SCALE / z with DISPARITY_SCALE = 0.209313·2262.52/256 ≈ 1.85 (≈ p/65536 of the
 raw disparity PNG; 4 m → 0.46, 300 m → 0.0062), 0 = invalid.
@@ -31,11 +34,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mtl.data.check import CheckResult
 from mtl.data.classes import CLASS_COLORS, CLASS_NAMES, IGNORE_INDEX
 from mtl.datasets.base import DatasetInfo, register_dataset
 from mtl.datasets.cityscapes import CITYSCAPES_BASELINE_M, CITYSCAPES_FX_2048
 from mtl.datasets.npy import (
     IMAGE,
+    SPLITS,
     NpyLayout,
     decode_labels,
     generated_image,
@@ -62,6 +67,7 @@ CATEGORIES = (
     ("vehicle", (0, 0, 142)),
 )
 DEPTH_UNIT = "stored inverse depth, not metres"
+LIBMTL_LABELS = "label"  # LibMTL's copy: the 7 categories
 DISPARITY_SCALE = CITYSCAPES_BASELINE_M * CITYSCAPES_FX_2048 / 256.0  # stored value · z of the MTAN-style copy
 
 
@@ -107,6 +113,8 @@ def category_of_train_id() -> np.ndarray:
 
 @register_dataset("cityscapes_npy")
 class CityscapesNpyLayout(NpyLayout):
+    # MTAN's copy; the tables most compared with (MTAN, CAGrad, Nash-MTL, FAMO) come from MTAN's evaluation code.
+    eval_protocol = "mtan"
     info = INFOS[19]
     synth_size = (256, 128)
     synth_splits = ("train", "val")
@@ -117,7 +125,15 @@ class CityscapesNpyLayout(NpyLayout):
 
     @property
     def folders(self) -> Mapping[str, str]:
-        return {"semseg": self.info.extra["label_folder"], "depth": "depth"}
+        return {"semseg": self.label_folder, "depth": "depth"}
+
+    @property
+    def label_folder(self) -> str:
+        """MTAN's ``label_<n>``, or LibMTL's ``label`` (its 7 categories) in a copy that has only that."""
+        mtan = self.info.extra["label_folder"]
+        seven = self.info.task_info["semseg"].num_classes == 7
+        present = lambda folder: any((self.root / split / folder).is_dir() for split in SPLITS)  # noqa: E731
+        return LIBMTL_LABELS if seven and not present(mtan) and present(LIBMTL_LABELS) else mtan
 
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
@@ -141,15 +157,27 @@ class CityscapesNpyLayout(NpyLayout):
         found = {f.name: label_folder_classes(f.name) for f in (self.root / split).iterdir() if f.is_dir()}
         counts = {f"label_{n}": n for n in NUM_CLASSES}
         counts.update({name: n for name, n in sorted(found.items()) if n is not None})
+        if LIBMTL_LABELS in found:
+            counts[LIBMTL_LABELS] = 7
         labels = {folder: partial(_decode_labels, num_classes=n) for folder, n in counts.items()}
         return {**super().folder_decoders(split), **labels}
+
+    def find_problems(self, progress: bool = True) -> CheckResult:
+        """The .npy check; with 7 classes, which copy's label folder it read (MTAN's label_7 or LibMTL's label)."""
+        result = super().find_problems(progress)
+        if self.info.task_info["semseg"].num_classes == 7:
+            copy = "LibMTL's copy" if self.label_folder == LIBMTL_LABELS else "MTAN's copy"
+            result.notes.append(f"{self.root}: semseg labels read from {self.label_folder}/ ({copy})")
+        return result
 
     @classmethod
     def write_generated(cls, root: Path, split: str, index: int, sample: Sample) -> None:
         folder = root / split
         save_npy(folder / IMAGE / f"{index}.npy", generated_image(sample.rgb))
         save_npy(folder / "label_19" / f"{index}.npy", generated_labels(sample.semseg))
-        save_npy(folder / "label_7" / f"{index}.npy", generated_labels(sample.semseg, category_of_train_id()))
+        categories = generated_labels(sample.semseg, category_of_train_id())
+        save_npy(folder / "label_7" / f"{index}.npy", categories)
+        save_npy(folder / LIBMTL_LABELS / f"{index}.npy", categories)
         with np.errstate(divide="ignore", invalid="ignore"):
             inverse = DISPARITY_SCALE / sample.depth.astype(np.float64)
         save_npy(folder / "depth" / f"{index}.npy", zero_invalid(inverse)[..., None])

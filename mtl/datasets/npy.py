@@ -7,7 +7,7 @@ floats; labels may also be integers), a wrong shape (image H×W×3; labels H×W;
 normals H×W×3, with H×W those of the sample's image), non-finite values, image values outside [0, 1], labels
 that are not whole numbers in 0..n−1 or −1, negative depth. Decoded arrays follow the tasks' conventions:
 RGB uint8 (round(255·x)), class ids uint8 with −1 → the ignore index, depth float32 with 0 → NaN, normals
-float32 unit vectors with all-zero → NaN.
+float32 as stored with all-zero → NaN (not re-normalised: see decode_normals).
 
 A layout module subclasses ``NpyLayout``, sets ``FOLDERS`` (task → folder) and lists its tasks in
 ``info.stored_tasks``. How each task's array is held is the family's codec table (``NpyCodec``: labels, depth,
@@ -111,15 +111,14 @@ def decode_depth(path: Path, array: np.ndarray, size: tuple[int, int]) -> np.nda
 
 
 def decode_normals(path: Path, array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """H×W×3 floats, all-zero = invalid → H×W×3 float32 unit vectors, NaN where invalid."""
+    """H×W×3 floats, all-zero = invalid → H×W×3 float32 as stored, NaN where invalid. Not re-normalised here: the
+    evaluation protocol decides (the course's re-normalises; MTAN's and LibMTL's code use the stored vector), and
+    the normals loss uses unit vectors."""
     _require_float(path, "normal", array)
     _require_shape(path, "normal", array, [(*size, 3)])
     _require_finite(path, "normal", array)
-    n = array.astype(np.float64)
-    norm = np.sqrt(np.sum(n * n, axis=-1, keepdims=True))
-    valid = norm > 0
-    out = np.where(valid, n / np.where(valid, norm, 1.0), np.nan)
-    return out.astype(np.float32)
+    valid = np.any(array != 0, axis=-1, keepdims=True)
+    return np.where(valid, array, np.nan).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------- the codecs

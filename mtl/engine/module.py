@@ -60,7 +60,7 @@ class MultiTaskModule(pl.LightningModule):
         self.weighting = weighting
         # Learned task weights (e.g. uncertainty) move, train and are saved with the model.
         self.weighting_parameters = nn.ParameterDict(weighting.parameters())
-        self.metrics = nn.ModuleDict({name: task.metric() for name, task in self.tasks.items()})
+        self.metrics = nn.ModuleDict({name: task.metric(predictor.protocol) for name, task in self.tasks.items()})
         self.dataset = dataset
         self.optimizer_options = optimizer
         self.schedule_options = schedule_options

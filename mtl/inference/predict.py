@@ -23,6 +23,7 @@ from mtl.datasets import DATASETS, DatasetLayout, SplitDataset
 from mtl.inference.evaluate import evaluate_split
 from mtl.inference.images import load_image
 from mtl.inference.predictor import Predictor
+from mtl.metrics.protocol import EvalProtocol
 
 
 def format_layout(predictor: Predictor, fmt: str | None) -> type[DatasetLayout] | None:
@@ -135,9 +136,11 @@ def predict_dataset_split(
     batch_size: int,
     device: str,
     fmt: str | None = None,
+    protocol: EvalProtocol | None = None,
 ) -> dict[str, Any] | None:
     """Write every sample's predictions into out_dir/<task>/ in the dataset's format (or ``fmt``'s); the
-    metrics (``evaluate_split``) when the split has ground truth (None otherwise)."""
+    metrics (``evaluate_split``, under ``protocol``, default the run's) when the split has ground truth (None
+    otherwise)."""
     writer = format_layout(predictor, fmt)
     dataset = SplitDataset(layout, split, predictor.tasks)
 
@@ -146,5 +149,5 @@ def predict_dataset_split(
         names = [layout.sample_name(split, i) for i in indices]
         write_predictions(layout, predictor, out_dir, names, predictions, writer, split, indices)
 
-    result = evaluate_split(predictor, dataset, batch_size, device, on_batch=write)
+    result = evaluate_split(predictor, dataset, batch_size, device, on_batch=write, protocol=protocol)
     return result if dataset.tasks else None

@@ -23,6 +23,7 @@ from mtl.data.transforms import normalize_rgb
 from mtl.datasets import DATASETS, DatasetInfo
 from mtl.errors import one_line
 from mtl.hardware import PRECISIONS, autocast_dtype, choose
+from mtl.metrics.protocol import PROTOCOLS
 from mtl.inference.checkpoint import CheckpointError, from_plain, plain, read_checkpoint
 from mtl.models import ModelOptions, build_model, model_options
 from mtl.plugins import PluginError, import_recorded
@@ -41,6 +42,7 @@ class PredictorSpec:
     dataset_info: DatasetInfo
     precision: str = "auto"  # --precision and --channels_last as given: auto is chosen where the predictor runs
     channels_last: bool | str = "auto"
+    eval_protocol: str = "course"  # how its metrics are computed (mtl.metrics.protocol); runs before it: course's
 
     @classmethod
     def from_flags(cls, flags: argparse.Namespace, states: Mapping[str, Mapping[str, Any]]) -> PredictorSpec:
@@ -56,6 +58,7 @@ class PredictorSpec:
             dataset_info=DATASETS[flags.dataset].info_for(flags),
             precision=flags.precision,
             channels_last=flags.channels_last,
+            eval_protocol=getattr(flags, "eval_protocol", None) or DATASETS[flags.dataset].eval_protocol,
         )
 
     def to_plain(self) -> dict[str, Any]:
@@ -66,6 +69,7 @@ class PredictorSpec:
             "dataset": {"name": self.dataset, "info": plain(self.dataset_info)},
             "precision": self.precision,
             "channels_last": self.channels_last,
+            "eval_protocol": self.eval_protocol,
         }
 
     @classmethod
@@ -82,6 +86,9 @@ class PredictorSpec:
         precision = values.get("precision", "auto")
         if precision not in PRECISIONS:
             raise ValueError(f"predictor.precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+        eval_protocol = values.get("eval_protocol", "course")
+        if eval_protocol not in PROTOCOLS:
+            raise ValueError(f"predictor.eval_protocol: expected one of {', '.join(PROTOCOLS)}, got {eval_protocol!r}")
         channels_last = values.get("channels_last", "auto")
         if channels_last != "auto" and not isinstance(channels_last, bool):
             raise ValueError(f"predictor.channels_last: expected true, false or auto, got {channels_last!r}")
@@ -94,6 +101,7 @@ class PredictorSpec:
             dataset_info=_dataset_info(dataset.get("info"), source),
             precision=precision,
             channels_last=channels_last,
+            eval_protocol=eval_protocol,
         )
 
 
@@ -137,6 +145,7 @@ class Predictor(nn.Module):
         self.channels_last = choice.channels_last
         self.model = model.to(memory_format=torch.channels_last) if self.channels_last else model
         self.precision = choice.precision  # of predict(); training's autocast is the trainer's
+        self.protocol = PROTOCOLS[spec.eval_protocol]  # how its predictions are scored (validation, evaluate_split)
         # Not registered as a submodule: the compiled wrapper would duplicate every key in the state dict.
         object.__setattr__(self, "net", torch.compile(self.model) if compile else self.model)
 

@@ -30,6 +30,7 @@ class TestTimeAugmentation(nn.Module):
             raise ValueError(f"TTA scales must be positive numbers, got {list(scales)}")
         self.predictor = predictor
         self.tasks = predictor.tasks
+        self.protocol = predictor.protocol
         self.dataset = predictor.dataset
         self.views = [(float(s), f) for s in scales for f in ((False, True) if flip else (False,))]
 

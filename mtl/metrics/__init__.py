@@ -1,11 +1,5 @@
-"""Streaming metrics (torchmetrics-based) of the tasks."""
+"""Streaming metrics (torchmetrics-based) of the tasks, and the evaluation protocols they follow.
 
-from mtl.metrics.depth import DEPTH_METRIC_NAMES, DepthMetrics, depth_metrics_per_image
-from mtl.metrics.semseg import SemsegMetrics
-
-__all__ = [
-    "DEPTH_METRIC_NAMES",
-    "DepthMetrics",
-    "SemsegMetrics",
-    "depth_metrics_per_image",
-]
+Import the modules themselves (``mtl.metrics.depth``, …): this package imports nothing, so that the command line can
+offer the protocols (``mtl.metrics.protocol``) without importing torch.
+"""

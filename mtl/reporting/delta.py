@@ -81,6 +81,16 @@ DELTA_FORMS: dict[str, DeltaForm] = {
 }
 
 
+# The form of the tables each evaluation protocol's numbers go into (``--delta_form auto``).
+FORM_OF_PROTOCOL = {"course": "maninis", "mtan": "mtan", "libmtl": "libmtl"}
+
+
+def forms_for(names: Sequence[str], protocols: Sequence[str]) -> list[DeltaForm]:
+    """The forms ``--delta_form`` names; ``auto``: the form of each protocol among the runs', in that order."""
+    chosen = [FORM_OF_PROTOCOL.get(p, "maninis") for p in protocols] if list(names) == ["auto"] else list(names)
+    return [delta_form(name) for name in dict.fromkeys(chosen)] or [DELTA_FORMS["maninis"]]
+
+
 def delta_form(name: str) -> DeltaForm:
     if name not in DELTA_FORMS:
         raise ValueError(f"--delta_form: expected one of {', '.join(DELTA_FORMS)}, got {name!r}")

@@ -112,6 +112,12 @@ class Run:
             return layout.info
 
     @property
+    def eval_protocol(self) -> str:
+        """How the run's validation metrics were computed (mtl.metrics.protocol); runs recorded before protocols
+        were named computed them the course's way."""
+        return str(self.config.get("eval_protocol") or "course")
+
+    @property
     def headline(self) -> str:
         """The dataset's headline score (MiniScapes: grader; otherwise total)."""
         return self.layout.headline

@@ -26,7 +26,7 @@ from mtl.reporting.runs import Run, headlines, score_tag, summary_tag, task_orde
 # Run-management flags, not compared between runs. num_epochs is one only because it may grow on resume;
 # it does change the experiment, so it is compared. --precision has a column of its own: the precision the run
 # actually used (``auto`` is resolved on each machine).
-NOT_COMPARED = (NON_EXPERIMENT_KEYS - {"num_epochs"}) | {"precision"}
+NOT_COMPARED = (NON_EXPERIMENT_KEYS - {"num_epochs"}) | {"precision", "eval_protocol"}
 DEFAULT_FORMS = (DELTA_FORMS["maninis"],)
 # Kinds of columns: how a value is written, and which columns are scores (sortable, best in bold).
 SCORE_KINDS = ("score", "summary", "delta")
@@ -94,7 +94,7 @@ def columns(
     runs = runs or []
     head = [Column("name", "name"), Column("model_name", "model"), *(Column(key, key) for key in hyper_parameters)]
     # Always shown, so that runs from different machines or precisions are never compared unknowingly.
-    head += [Column("precision", "precision"), Column("hardware", "hardware")]
+    head += [Column("eval_protocol", "protocol"), Column("precision", "precision"), Column("hardware", "hardware")]
     head += [Column("best_epoch", "best epoch", True, "int"), Column("epochs", "epochs", True, "int")]
     scores = score_columns(runs)
     delta = [Column(delta_key(f), f.label, True, "delta", f.higher_is_better, latex=f.latex) for f in forms]
@@ -131,6 +131,7 @@ def build_table(
             "name": run.name,
             "model_name": run.config.get("model_name"),
             **{key: config_text(run.config[key]) if key in run.config else None for key in keys},
+            "eval_protocol": run.eval_protocol,
             "precision": used_precision(run),
             "hardware": machine_label(run.hardware) if run.hardware else None,
             "best_epoch": int(best["epoch"]) if best else None,

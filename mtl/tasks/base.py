@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from torch import Tensor
     from torchmetrics import Metric
 
+    from mtl.metrics.protocol import EvalProtocol
+
     from mtl.datasets.base import DatasetInfo, DatasetLayout
 
 TASKS: Registry[type[Task]] = Registry("task", "mtl.tasks")
@@ -170,8 +172,10 @@ class Task(ABC):
 
     # ------------------------------------------------------------------------------- metrics
     @abstractmethod
-    def metric(self) -> Metric:
-        """A fresh torchmetrics metric whose ``compute()`` is a mapping of named results."""
+    def metric(self, protocol: EvalProtocol) -> Metric:
+        """A fresh torchmetrics metric whose ``compute()`` is a mapping of named results, computed under the
+        evaluation ``protocol`` (``mtl.metrics.protocol``: how published tables average and clamp; a task follows
+        the choices that concern it, or none)."""
 
     @abstractmethod
     def scalars(self, result: Mapping[str, Tensor]) -> dict[str, float]:

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from torchmetrics import Metric
 
     from mtl.datasets.base import DatasetInfo, DatasetLayout
+    from mtl.metrics.protocol import EvalProtocol
 
 STATS_IMAGES = 256  # train images read to estimate the depth mean/std (`--depth_stats auto`)
 LOSSES = ("l2", "l1", "berhu", "silog")
@@ -338,10 +339,10 @@ class Depth(Task):
     def tta_result(self, total: Tensor, num_views: int) -> Tensor:
         return (total / num_views)[:, 0]
 
-    def metric(self) -> Metric:
+    def metric(self, protocol: EvalProtocol) -> Metric:
         from mtl.metrics.depth import DepthMetrics
 
-        return DepthMetrics()
+        return DepthMetrics(protocol)
 
     def scalars(self, result: Mapping[str, Tensor]) -> dict[str, float]:
         from mtl.metrics.depth import DEPTH_METRIC_NAMES

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from torchmetrics import Metric
 
     from mtl.datasets.base import DatasetInfo
+    from mtl.metrics.protocol import EvalProtocol
 
 LOSSES = ("cosine", "l1")
 DEFAULT_LOSS = "cosine"
@@ -67,7 +68,8 @@ class Normals(Task):
 
     def loss(self, outputs: Tensor | Sequence[Tensor], target: Tensor) -> Tensor:
         valid = target.isfinite().all(1, keepdim=True)
-        clean = target.float().nan_to_num(0.0)  # before any arithmetic: NaN·0 is NaN, in the backward pass too
+        # NaN → 0 before any arithmetic (NaN·0 is NaN, in the backward pass too); stored vectors need not be unit
+        clean = unit(target.float().nan_to_num(0.0))
 
         def per_output(raw: Tensor) -> Tensor:
             pred = unit(raw.float())
@@ -95,10 +97,10 @@ class Normals(Task):
     def tta_result(self, total: Tensor, num_views: int) -> Tensor:
         return unit(total)
 
-    def metric(self) -> Metric:
+    def metric(self, protocol: EvalProtocol) -> Metric:
         from mtl.metrics.normals import NormalsMetrics
 
-        return NormalsMetrics()
+        return NormalsMetrics(protocol)
 
     def scalars(self, result: Mapping[str, Tensor]) -> dict[str, float]:
         return {f"metrics_task_normals/{k}": float(v) for k, v in result.items()}

@@ -5,6 +5,7 @@ A layout that stores it gives its classes as ``DatasetInfo.task_info["semseg"] =
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from torchmetrics import Metric
 
     from mtl.datasets.base import DatasetInfo
+    from mtl.metrics.protocol import EvalProtocol
 
 IGNORE_COLOR = (255, 255, 255)  # drawn white: never mistaken for a class colour (the Cityscapes palette has no white)
 OVERLAY_ALPHA = 0.5  # weight of the class colours over the photo in `mtl predict`'s overview
@@ -87,10 +89,10 @@ class SemanticSegmentation(Task):
     def tta_result(self, total: Tensor, num_views: int) -> Tensor:
         return total.argmax(1)
 
-    def metric(self) -> Metric:
+    def metric(self, protocol: EvalProtocol) -> Metric:
         from mtl.metrics.semseg import SemsegMetrics
 
-        return SemsegMetrics(self.task_info.num_classes, self.task_info.ignore_index)
+        return SemsegMetrics(self.task_info.num_classes, self.task_info.ignore_index, protocol.absent_classes)
 
     def scalars(self, result: Mapping[str, Tensor]) -> dict[str, float]:
         scalars = {"metrics_task_semseg/pixel_accuracy": float(result["pixel_accuracy"])}
@@ -102,7 +104,11 @@ class SemanticSegmentation(Task):
         return {
             "miou": float(result["miou"]),
             "pixel_accuracy": float(result["pixel_accuracy"]),
-            "iou_per_class": dict(zip(self.task_info.class_names, result["iou_per_class"].tolist())),
+            # A class absent from ground truth and prediction has no IoU under the mtan and libmtl protocols: null.
+            "iou_per_class": {
+                name: iou if math.isfinite(iou) else None
+                for name, iou in zip(self.task_info.class_names, result["iou_per_class"].tolist())
+            },
         }
 
     def format_mismatch(self, target: DatasetInfo) -> str | None:

@@ -5,6 +5,12 @@ norm (condition number 1): with the eigendecomposition GᵀG = V Λ Vᵀ (eigenv
 rank dropped), B = √λ_min · V Λ^{-1/2} Vᵀ, so ĜᵀĜ = λ_min·I. The update is Σ_t ĝ_t = G·B·1.
 ``--weighting_aligned_mtl_scale`` picks the common norm: the smallest eigenvalue (``min``, the paper), the
 median or the mean (``rmse``). On the representation it is the paper's Aligned-MTL-UB.
+
+Reference: the authors' ProcrustesSolver (SamsungLabs/MTL, code/optim/aligned/solver.py), which this equals on the
+same Gram matrix. Its ``median`` is torch.median, the lower of the two middle eigenvalues for an even count (with 2
+tasks it equals ``min``), not np.median's mean of the two; mtl follows the authors. Deliberate differences: the
+eigenvalues are computed in float64 with NumPy (theirs in the gradients' precision with torch.symeig), and the rank
+tolerance uses float32's epsilon (theirs the default dtype's: the same in fp32 training).
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ def alignment_matrix(gram: Any, scale: str = "min") -> Any:
     if not keep.any():
         return np.zeros_like(gram)
     values, vectors = values[keep], vectors[:, keep]
-    s = {"min": values.min(), "median": np.median(values), "rmse": values.mean()}[scale]
+    middle = np.sort(values)[(len(values) - 1) // 2]  # torch.median's (the authors') median: the lower middle one
+    s = {"min": values.min(), "median": middle, "rmse": values.mean()}[scale]
     return np.sqrt(s) * (vectors / np.sqrt(values)) @ vectors.T
 
 

@@ -195,6 +195,20 @@ def make_generator(seed: int) -> Any:
     return torch.Generator().manual_seed(int(seed))
 
 
+def clip_gradients(params: Sequence[Tensor], max_norm: float, loss_scale: float = 1.0) -> None:
+    """Scale the ``.grad`` of ``params`` so that their joint L2 norm (the loss scale divided out) is at most
+    ``max_norm`` (torch.nn.utils.clip_grad_norm_'s rule, on gradients that may hold fp16's loss scale)."""
+    import torch
+
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    norm = float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads))) / loss_scale
+    if norm > max_norm:
+        for g in grads:
+            g.mul_(max_norm / norm)
+
+
 def no_autocast(device_type: str) -> Any:
     """Combinations are computed in fp32/fp64 even inside a bf16/fp16 autocast region."""
     import torch

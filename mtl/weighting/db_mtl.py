@@ -8,6 +8,9 @@ largest norm: d = Σ_t (max_s ‖ĝ_s‖ / ‖ĝ_t‖)·ĝ_t. The task-specific 
 accumulation the logarithm is applied to the loss of the whole batch (the gradient divided by the mean
 loss), not per process or per batch. The moving averages are K vectors of the shared parameters' size,
 saved in checkpoints; the method works on the parameters only.
+
+Reference: LibMTL's DB_MTL (LibMTL/weighting/DB_MTL.py), which this equals on the same gradients; no deliberate
+difference.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ w_t(e) = K · exp(r_t / T) / Σ_s exp(r_s / T) with r_t = L̄_t(e−1) / L̄_t(e
 training losses over the two previous epochs; w_t = 1 in the first two epochs. T = 2
 (``--weighting_dwa_temperature``), the paper's value. The epoch means are over every process (the losses
 are averaged over DDP processes first) and are state: a run resumed mid-epoch continues the same sums.
+
+Reference: LibMTL's DWA (LibMTL/weighting/DWA.py), which this equals on the same epoch losses; no deliberate
+difference.
 """
 
 from __future__ import annotations

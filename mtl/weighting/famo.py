@@ -10,6 +10,12 @@ loss fell less get more weight. ξ, that optimiser's state and the pending losse
 The weights use the losses averaged over DDP processes, so every process applies the same ones (a log of
 the per-process losses would not average to the whole batch's). With accumulation the weights come from
 each batch's own losses and the update uses the step's last batch before and after the step.
+
+Reference: the authors' FAMO (Cranial-XIX/FAMO, methods/weight_methods.py), which this equals on the same losses.
+Their WeightMethod is built with ``max_norm=1.0`` and calls clip_grad_norm_ on the shared parameters — before
+``loss.backward()``, right after the trainer's ``optimizer.zero_grad()``, so no gradient of the step exists yet and
+their update is not clipped. mtl's default (``--weighting_famo_max_norm 0``) does the same; a positive value clips
+the shared parameters' gradient to that norm after the backward pass, what their code seems meant to do.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mtl.flags import non_negative_float, positive_float
-from mtl.weighting.base import Backward, StepContext, Weighting, mean_losses, register_weighting
+from mtl.weighting.base import Backward, StepContext, Weighting, clip_gradients, mean_losses, register_weighting
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -39,6 +45,7 @@ class FAMO(Weighting):
         lr: float = 0.025,
         gamma: float = 1e-3,
         min_losses: Sequence[float] | None = None,
+        max_norm: float = 0.0,
     ) -> None:
         import torch
 
@@ -49,16 +56,21 @@ class FAMO(Weighting):
         if min_losses is not None:
             self.min_losses = torch.tensor(list(min_losses), dtype=torch.float64)
         self.before: Tensor | None = None  # the step's last batch losses before the step
+        self.max_norm = max_norm
 
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
         group.add_argument("--weighting_famo_lr", type=positive_float, default=0.025, help="learning rate of the logits")
         group.add_argument("--weighting_famo_gamma", type=non_negative_float, default=1e-3,
                            help="weight decay of the logits")
+        group.add_argument("--weighting_famo_max_norm", type=non_negative_float, default=0.0,
+                           help="clip the shared parameters' gradient to this norm after backward (0: never, which is "
+                           "what the authors' code does in effect, see docs/METHODS.md)")
 
     @classmethod
     def from_flags(cls, flags: argparse.Namespace, tasks: Sequence[str]) -> Weighting:
-        return cls(tasks, lr=flags.weighting_famo_lr, gamma=flags.weighting_famo_gamma)
+        return cls(tasks, lr=flags.weighting_famo_lr, gamma=flags.weighting_famo_gamma,
+                   max_norm=flags.weighting_famo_max_norm)
 
     def task_weights(self, mean: Tensor) -> Tensor:
         """w_t = z_t / (c·D_t) for the fp64 vector of mean losses."""
@@ -80,6 +92,8 @@ class FAMO(Weighting):
         backward(sum(self.weights[t] * losses[t] for t in self.tasks) / context.micro_batches)
         if context.last:
             self.before = mean.cpu()
+            if self.max_norm > 0:
+                clip_gradients([p for p in shared if p.requires_grad], self.max_norm, context.loss_scale)
         return self.loss({t: mean[k] for k, t in enumerate(self.tasks)}).detach()
 
     def after_step(self, losses: Mapping[str, Tensor]) -> None:

@@ -9,6 +9,9 @@ the gradient times the sign of the features, summed over the batch (so the mask 
 same for every sample; under DDP the sums are over all processes), and the masked feature gradients flow
 into the shared layers; on the parameters G_t = g_t element by element. U comes from the method's own
 generator: the same draws on every process and after a resume.
+
+Reference: LibMTL's GradDrop (LibMTL/weighting/GradDrop.py) on the representation, equal for the same draws U; the
+draws come from the method's own generator.
 """
 
 from __future__ import annotations

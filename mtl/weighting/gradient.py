@@ -35,6 +35,7 @@ from mtl.weighting.base import (
     Weighting,
     all_reduce_mean,
     all_reduce_sum,
+    clip_gradients,
     make_generator,
     mean_losses,
     no_autocast,
@@ -271,7 +272,7 @@ class GradientWeighting(Weighting):
             for handle in handles:
                 handle.remove()
         if self.max_norm > 0:
-            _clip_grads(shared, self.max_norm, context.loss_scale)
+            clip_gradients(shared, self.max_norm, context.loss_scale)
 
     # ----------------------------------------------------------------------------------------- helpers
     def _clip(self, update: Tensor) -> Tensor:
@@ -325,18 +326,6 @@ def _all_reduce_grads(params: list[Tensor]) -> None:
         n = p.numel()
         p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
         offset += n
-
-
-def _clip_grads(params: list[Tensor], max_norm: float, loss_scale: float) -> None:
-    import torch
-
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    norm = float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads))) / loss_scale
-    if norm > max_norm:
-        for g in grads:
-            g.mul_(max_norm / norm)
 
 
 def simplex_minimize(objective: Any, jacobian: Any, k: int, start: Any = None) -> Any:

@@ -12,6 +12,9 @@ The paper takes the norms on the last shared layer's weights to save compute; he
 shared representation (``--weighting_on representation``, the default: one backward pass through the heads
 per task) or on all shared parameters (``parameters``: one full backward pass per task). Under DDP the
 norms are those of the whole batch; with accumulation, of the whole step.
+
+Reference: LibMTL's GradNorm (LibMTL/weighting/GradNorm.py). Deliberate differences: the place of the norms (above),
+and the weights renormalised after the step as in the paper.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ exactly to φ̂_ij: g_i' ← g_i' + ‖g_i'‖·(φ̂√(1−φ²) − φ√(1�
 in a random order (the method's own generator); the update is Σ_i g_i'. The whole shared gradient is one
 group (the paper's model-wise granularity). ``--weighting_gradvac_beta`` defaults to 0.01 (LibMTL uses 0.5).
 The targets φ̂ are state, saved in checkpoints.
+
+Reference: LibMTL's GradVac (LibMTL/weighting/GradVac.py) with granularity ``whole``; the one deliberate difference
+is β's default (the paper's 0.01, not LibMTL's 0.5).
 """
 
 from __future__ import annotations

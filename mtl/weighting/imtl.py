@@ -6,6 +6,9 @@ u_t = g_t/‖g_t‖, i.e. d·(u_1 − u_t) = 0 for all t — a K×K linear syste
 replaced by e^{s_t}·L_t − s_t with learned s_t (trained by the model's optimiser, with the closed-form
 gradient e^{s_t}·L_t − 1), which drives the scaled losses to 1. ``--weighting_imtl_mode hybrid`` (the
 paper's full method, default) uses both; ``gradient`` or ``loss`` one of them.
+
+Reference: LibMTL's IMTL (LibMTL/weighting/IMTL.py), equal to solver tolerance (least squares here, a matrix inverse
+there, which fails for parallel gradients).
 """
 
 from __future__ import annotations

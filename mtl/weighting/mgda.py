@@ -10,6 +10,10 @@ shared representation, whose min-norm point bounds the parameters' one from abov
 backward pass through the heads; ``parameters`` is exact MGDA. ``--weighting_mgda_normalization`` divides
 each gradient before solving (the paper's code: ``l2`` by its norm, ``loss`` by the loss, ``loss+`` by
 both); the weights found then multiply the unnormalised gradients, as in that code.
+
+Reference: LibMTL's MGDA (LibMTL/weighting/MGDA.py, with ``mgda_gn`` the same normalisations), equal to solver
+tolerance: its Frank-Wolfe min-norm solver and SciPy's SLSQP here reach the same point. The task-specific layers get
+their own task's gradient, as in the paper.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ which no bargaining solution exists). As in the paper's code the task-specific l
 the shared gradient is clipped to ``--weighting_nash_mtl_max_norm`` (1.0; 0 = off) and the weights may be
 recomputed only every ``--weighting_nash_mtl_update_every`` steps (1), the steps in between being one ordinary
 backward pass of Σ α_t L_t.
+
+Reference: the authors' NashMTL (AvivNavon/nash-mtl, methods/weight_methods.py), equal to solver tolerance: they
+solve the same condition with cvxpy's ECOS by a sequence of linearised problems, here in one convex problem by
+SLSQP.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mtl.flags import non_negative_float, positive_int
-from mtl.weighting.base import Backward, StepContext, mean_losses, register_weighting
-from mtl.weighting.gradient import GradientWeighting, _clip_grads
+from mtl.weighting.base import Backward, StepContext, clip_gradients, mean_losses, register_weighting
+from mtl.weighting.gradient import GradientWeighting
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -102,7 +106,7 @@ class NashMTL(GradientWeighting):
             mean = mean_losses(self, losses)
             backward(sum(float(self.alpha[k]) * losses[t] for k, t in enumerate(self.tasks)) / context.micro_batches)
             if context.last and self.max_norm > 0:
-                _clip_grads([p for p in shared if p.requires_grad], self.max_norm, context.loss_scale)
+                clip_gradients([p for p in shared if p.requires_grad], self.max_norm, context.loss_scale)
             total = self.loss({t: mean[k] for k, t in enumerate(self.tasks)}).detach()
         if context.last:
             self.steps += 1

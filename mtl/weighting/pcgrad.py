@@ -6,6 +6,9 @@ sum of the projected gradients (``--weighting_pcgrad_reduction mean`` averages t
 combination of the original gradients, so the surgery is done on the Gram matrix and works on the
 parameters or the representation alike. The random order comes from the method's own generator (seeded by
 --seed, saved in checkpoints), so all DDP processes and a resumed run draw the same orders.
+
+Reference: LibMTL's PCGrad (LibMTL/weighting/PCGrad.py): the sum of the projected gradients, the same projections
+for the same order; the orders are drawn from the method's own generator instead of Python's random.
 """
 
 from __future__ import annotations

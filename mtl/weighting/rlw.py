@@ -3,6 +3,9 @@
 Every optimiser step draws z ~ N(0, I_K) and trains on Σ softmax(z)_t · L_t (the paper's default
 distribution). The draws come from the method's own generator, seeded by --seed and saved in checkpoints:
 every DDP process and a resumed run use the same weights; with accumulation one draw serves the whole step.
+
+Reference: LibMTL's RLW (LibMTL/weighting/RLW.py): the same distribution and weights; the draws differ (its global
+torch generator, here the method's own, for DDP and resume).
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 The regression form is used for every task (as LibMTL does). s_t starts at −log(2·w_t), so the initial
 weights ½·exp(−s_t) equal the configured ones (0.5/0.5 → s = 0). The objective can be negative.
+
+Reference: LibMTL's UW (LibMTL/weighting/UW.py), the same objective. Deliberate difference from the paper: its
+classification form (exp(−s)·L + s/2 for cross-entropy) is not used, as in LibMTL.
 """
 
 from __future__ import annotations
