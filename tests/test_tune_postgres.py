@@ -270,46 +270,44 @@ if __name__ == "__main__":
 
 
 
-def open_one(url: str, together: object, outcomes: object) -> None:
-    """In a process of its own: open the storage as a `mtl tune` worker does, once every process is ready to
-    (imports done); put "ok" or the one-line error on ``outcomes``."""
-    from mtl.tuning.study import TuneError, open_storage
-
-    together.wait()  # type: ignore[attr-defined]
-    try:
-        open_storage(url)
-        outcomes.put("ok")  # type: ignore[attr-defined]
-    except TuneError as exc:
-        outcomes.put(str(exc))  # type: ignore[attr-defined]
-
 
 def test_workers_started_together_on_an_empty_database_all_open_it(postgres_url: str) -> None:
     """Four workers create Optuna's tables in an empty schema at the same moment: those that lose the race to
-    create a table or type find it made and open the storage (without the retry, most of them fail here)."""
-    import multiprocessing
+    create a table or type find it made and open the storage (without the retry, most of them fail here).
+    Threads, released together by a barrier, race as processes do: the driver waits on the server without the GIL."""
+    import threading
 
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
+
+    from mtl.tuning.study import TuneError, open_storage
 
     schema, count = f"race_{uuid.uuid4().hex[:12]}", 4
     engine = create_engine(postgres_url)
     with engine.begin() as connection:
         connection.execute(text(f"CREATE SCHEMA {schema}"))
     url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    context = multiprocessing.get_context("spawn")
-    together, outcomes = context.Barrier(count), context.Queue()
-    procs = [context.Process(target=open_one, args=(url.render_as_string(hide_password=False), together, outcomes))
-             for _ in range(count)]
+    together, outcomes = threading.Barrier(count), []
+
+    def open_one() -> None:
+        together.wait()
+        try:
+            open_storage(url.render_as_string(hide_password=False))
+            outcomes.append("ok")
+        except TuneError as exc:
+            outcomes.append(str(exc))
+
+    workers = [threading.Thread(target=open_one) for _ in range(count)]
     try:
-        for proc in procs:
-            proc.start()
-        assert [outcomes.get(timeout=WAIT_S) for _ in procs] == ["ok"] * count
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=WAIT_S)
+        assert outcomes == ["ok"] * count
         with engine.connect() as connection:
             tables = connection.execute(text(f"SELECT count(*) FROM pg_tables WHERE schemaname = '{schema}'"))
             assert tables.scalar() > 0  # the tables were made in the empty schema, not found elsewhere
     finally:
-        for proc in procs:
-            proc.join(timeout=WAIT_S)
         with engine.begin() as connection:
             connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         engine.dispose()
