@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pytest
 import torch
 from conftest import FAST_TRAIN_FLAGS
@@ -347,3 +348,11 @@ def test_a_model_trains_validates_and_predicts_saliency_and_human_parts(toy_pasc
     tasks = json.loads((out / "metrics.json").read_text())["tasks"]
     assert tasks["human_parts"]["images"] == 1 and tasks["saliency"]["images"] == 2
     assert 0 <= tasks["saliency"]["max_f"] <= 100
+    onnx = tmp_path / "model.onnx"
+    assert main(["export", "--checkpoint", str(run / "checkpoints" / "best.ckpt"), "--out", str(onnx),
+                 "--height", "32", "--width", "32"]) == 0
+    session = onnxruntime.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    saliency, parts = session.run(names, {"rgb": np.full((1, 3, 32, 32), 128, np.float32)})
+    assert names == ["saliency_probability", "human_parts_logits"]
+    assert saliency.shape == (1, 1, 32, 32) and ((saliency >= 0) & (saliency <= 1)).all() and parts.shape == (1, 7, 32, 32)
