@@ -95,9 +95,10 @@ class SemanticSegmentation(Task):
         return SemsegMetrics(self.task_info.num_classes, self.task_info.ignore_index, protocol.absent_classes)
 
     def scalars(self, result: Mapping[str, Tensor]) -> dict[str, float]:
-        scalars = {"metrics_task_semseg/pixel_accuracy": float(result["pixel_accuracy"])}
+        # Tags under the task's own name: a task built on this one (human parts) logs its classes apart.
+        scalars = {f"metrics_task_{self.name}/pixel_accuracy": float(result["pixel_accuracy"])}
         for name, iou in zip(self.task_info.class_names, result["iou_per_class"].tolist()):
-            scalars[f"metrics_task_semseg/{name.replace(' ', '_')}"] = iou
+            scalars[f"metrics_task_{self.name}/{name.replace(' ', '_')}"] = iou
         return scalars
 
     def report(self, result: Mapping[str, Tensor]) -> dict[str, Any]:
