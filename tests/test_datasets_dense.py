@@ -87,6 +87,22 @@ def test_nyud_reads_as_the_reference(nyud):
     assert info.task_info["edges"].tolerance == 0.011
 
 
+def test_nyud_stats_measure_depth_and_each_class_task(nyud, tmp_path):
+    """`mtl data stats`: depth in metres over the valid pixels, class frequencies of semseg and of edges apart."""
+    from mtl.data.stats import compute_stats
+
+    root, samples = nyud
+    stats = compute_stats(DATASETS["nyud_mt"](root), "train", progress=False)
+    depth = np.concatenate([samples[i]["depth"].ravel() for i in ("0003", "0001")]).astype(np.float64)
+    depth = depth[depth > 0]
+    assert stats["depth_mean"] == pytest.approx(depth.mean()) and stats["depth_std"] == pytest.approx(depth.std())
+    seg = np.concatenate([samples[i]["seg"].ravel() for i in ("0003", "0001")])
+    assert stats["semseg_class_pixels"] == [int((seg == c + 1).sum()) for c in range(40)]
+    assert stats["semseg_ignore_pixels"] == int((seg == 0).sum())
+    edge = np.concatenate([samples[i]["edge"].ravel() for i in ("0003", "0001")])
+    assert stats["edges_class_pixels"] == [int((edge == 0).sum()), int((edge == 1).sum())]
+
+
 def test_nyud_predictions_use_the_references_formats(tmp_path):
     """Predicted ids are written unshifted (0..39), depth as a .mat variable 'depth'."""
     layout = DATASETS["nyud_mt"]

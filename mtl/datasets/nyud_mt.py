@@ -61,6 +61,7 @@ CLASS_NAMES_40 = (
 )  # fmt: skip
 NORMALS_TOLERANCE = 1e-3  # stored components may stray this far outside [−1, 1]
 TASKS = ("semseg", "depth", "normals", "edges")
+DEFAULT_TASKS = ("semseg", "depth")  # MTL-PyTorch's NYUD task_dictionary; edges and normals are its auxiliary tasks
 FOLDERS = {"semseg": ("segmentation", ".png"), "depth": ("depth", ".npy"), "normals": ("normals", ".npy"),
            "edges": ("edge", ".npy")}  # fmt: skip
 
@@ -97,7 +98,7 @@ def _info(generated: bool) -> DatasetInfo:
     return DatasetInfo(
         name="nyud_mt",
         stored_tasks=TASKS,
-        default_tasks=TASKS,
+        default_tasks=DEFAULT_TASKS,
         task_info={
             "semseg": SemsegInfo(tuple(names), tuple(colors), IGNORE_INDEX),
             # real NYUD-v2 ≈ 0.7–10 m (Kinect); the generated street world 4–300 m
