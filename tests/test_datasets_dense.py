@@ -4,6 +4,7 @@ generated copies, and one epoch of training on the generated NYUD copy."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -316,6 +317,16 @@ def test_generated_copies_round_trip(generated, capsys):
 
 @pytest.mark.slow
 def test_one_epoch_on_the_generated_nyud_copy(generated, tmp_path):
+    """Trains on the 19 street classes of the copy; predictions come out named by id in the reference's formats."""
+    root, run, out = generated["nyud_mt"], tmp_path / "run", tmp_path / "pred"
     flags = [*FAST_TRAIN_FLAGS, "--num_epochs", "1", "--aug_input_crop_size", "64"]
-    assert main(["train", "--dataset", "nyud_mt", "--dataset_root", str(generated["nyud_mt"]),
-                 "--tasks", "semseg,depth,normals", "--log_dir", str(tmp_path / "run"), *flags]) == 0
+    assert main(["train", "--dataset", "nyud_mt", "--dataset_root", str(root),
+                 "--tasks", "semseg,depth,normals", "--log_dir", str(run), *flags]) == 0
+    assert main(["predict", "--checkpoint", str(run / "checkpoints" / "best.ckpt"), "--split", "val",
+                 "--dataset_root", str(root), "--out", str(out), "--device", "cpu"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["tasks"]["semseg"]["iou_per_class"]) == 19
+    ids = np.array(Image.open(out / "semseg" / "val_000000.png"))
+    assert ids.shape == (64, 96) and ids.max() < 19
+    assert sio.loadmat(out / "depth" / "val_000000.mat")["depth"].shape == (64, 96)
+    assert Image.open(out / "normals" / "val_000000.png").mode == "RGB"
