@@ -186,6 +186,14 @@ class PascalContextLayout(ListedLayout):
     def __init__(self, root: str | Path) -> None:
         super().__init__(root)
         self.info = INFOS[generated_copy(root, "pascal_context")]
+        self._last_labels: tuple[str, np.ndarray] | None = None  # edges and normals of one sample read it once
+
+    def label_map(self, sample_id: str, size: tuple[int, int]) -> np.ndarray:
+        """The sample's Context ``LabelMap`` (the edges' source and the normals' mask)."""
+        if self._last_labels is None or self._last_labels[0] != sample_id:
+            self._last_labels = (sample_id, read_label_map(self.task_path("edges", sample_id), size))
+        require_size(self.task_path("edges", sample_id), "LabelMap", self._last_labels[1], size)
+        return self._last_labels[1]
 
     @classmethod
     def info_for(cls, flags: argparse.Namespace) -> DatasetInfo:
@@ -219,7 +227,7 @@ class PascalContextLayout(ListedLayout):
                 raise DataFormatError(f"{path}: semseg holds values {bad[:5].tolist()} outside 0..{num_classes - 1} and 255")
             return ids.astype(np.uint8)
         if task == "edges":
-            return label_edges(read_label_map(path, size))
+            return label_edges(self.label_map(sample_id, size))
         if task == "human_parts":
             return decode_human_parts(path, size)
         if task == "saliency":
@@ -232,7 +240,7 @@ class PascalContextLayout(ListedLayout):
         if self.info.extra["generated"]:
             valid = codes.any(axis=-1)
         else:
-            valid = np.isin(read_label_map(self.task_path("edges", sample_id), size), tuple(NORMALS_CLASSES))
+            valid = np.isin(self.label_map(sample_id, size), tuple(NORMALS_CLASSES))
         return np.where(valid[..., None], normals, np.float32(np.nan)).astype(np.float32)
 
     def check_notes(self) -> list[str]:
