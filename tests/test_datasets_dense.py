@@ -4,7 +4,9 @@ generated copies, and one epoch of training on the generated NYUD copy."""
 
 from __future__ import annotations
 
+import argparse
 import json
+from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ from PIL import Image
 from mtl.cli.main import main
 from mtl.data.synth import render_sample
 from mtl.datasets import DATASETS
-from mtl.datasets.listed import label_edges, thin
+from mtl.datasets.listed import add_to_split_list, label_edges, thin
 from mtl.datasets.pascal_context import NORMALS_CLASSES
 
 H, W = 12, 16
@@ -309,10 +311,26 @@ def test_generated_copies_round_trip(generated, capsys):
     np.testing.assert_array_equal(np.isnan(arrays["normals"][..., 0]), np.isnan(sample.normals[..., 0]))
     valid = ~np.isnan(sample.normals[..., 0])
     assert np.abs(arrays["normals"][valid] - sample.normals[valid]).max() < 0.01
-    for name, root in generated.items():
+    for name, root in generated.items():  # the class set follows the copy's synth.json, flags or instance
+        layout = DATASETS[name]
+        assert layout.info_for(argparse.Namespace(dataset_root=str(root))).task_info["semseg"].num_classes == 19
+        real = layout.info_for(argparse.Namespace(dataset_root=str(root.parent / "elsewhere")))
+        assert real.task_info["semseg"].num_classes == {"nyud_mt": 40, "pascal_context": 21}[name]
         capsys.readouterr()
         assert main(["data", "check", "--dataset", name, "--root", str(root)]) == 0
         assert "a generated copy (synth.json): 19 street classes" in capsys.readouterr().out
+
+
+def _add(job: tuple[str, str]) -> None:
+    add_to_split_list(Path(job[0]), job[1])
+
+
+def test_split_lists_written_by_parallel_workers_hold_every_id_sorted(tmp_path):
+    path = tmp_path / "gt_sets" / "train.txt"
+    ids = [f"train_{i:06d}" for i in range(40)]
+    with Pool(2) as pool:
+        pool.map(_add, [(str(path), i) for i in reversed(ids)], chunksize=1)
+    assert path.read_text() == "".join(f"{i}\n" for i in ids)
 
 
 @pytest.mark.slow
