@@ -89,7 +89,7 @@ def test_cli_constants_agree_with_their_sources():
 
     assert data_cli.MIN_IMAGE_SIDE == MIN_SIZE
     assert data_cli.SPLITS == SPLITS
-    assert list(data_cli.synth_layouts()) == ["cityscapes", "cityscapes_npy", "miniscapes", "nyuv2"]
+    assert list(data_cli.synth_layouts()) == ["cityscapes", "cityscapes_npy", "miniscapes", "nyud_mt", "nyuv2", "pascal_context"]
 
 
 def test_synth_and_check_refuse_unknown_layouts_and_splits(tmp_path, capsys):

@@ -12,7 +12,8 @@ truth crosses the layout boundary in, not from a task's name, and the task's fac
 - vectors (H×W×3 floats, NaN = invalid; normals): the number and fraction of valid pixels.
 
 Keys of ``compute_stats``: ``num_images``; ``kinds`` (task → ``classes``, ``scalar`` or ``vectors``);
-``class_pixels``, ``class_frequency``, ``ignore_pixels``;
+``class_pixels``, ``class_frequency``, ``ignore_pixels`` (``<task>_class_pixels``, … if a layout has several
+class-id tasks; a task whose facts name no classes, e.g. 0/1 edges, counts ids up to the highest seen);
 ``<task>_mean``, ``<task>_std``, ``<task>_min``, ``<task>_max``, ``<task>_valid_pixels`` of a scalar map,
 and ``histogram_edges``/``histogram_counts`` (``<task>_histogram_*`` if a layout has several scalar maps);
 ``<task>_valid_pixels``, ``<task>_valid_fraction`` of vectors. The training code normalises depth with the
@@ -53,6 +54,11 @@ class _Classes:
 
     def add(self, ids: np.ndarray) -> None:
         self.pixels += np.bincount(ids.ravel(), minlength=256)[:256]
+
+    def ids_below_ignore(self) -> int:
+        """1 + the highest id below 255 seen: the class count of a task whose facts name no classes (0/1 maps)."""
+        seen = np.flatnonzero(self.pixels[:255])
+        return int(seen[-1]) + 1 if seen.size else 0
 
     def result(self, task: str, num_classes: int) -> dict[str, Any]:
         labelled = self.pixels[:num_classes]
@@ -149,9 +155,11 @@ def compute_stats(
     kinds = {task: type(acc).kind for task, acc in accumulators.items() if acc is not None}
     stats: dict[str, Any] = {"num_images": len(indices), "kinds": kinds}
     scalars = [t for t, a in accumulators.items() if isinstance(a, _Scalar)]
+    classes = [t for t, a in accumulators.items() if isinstance(a, _Classes)]
     for task, acc in accumulators.items():
         if isinstance(acc, _Classes):
-            stats.update(acc.result(task, len(class_names(info, task))))
+            result = acc.result(task, len(class_names(info, task)) or acc.ids_below_ignore())
+            stats.update({f"{task}_{k}" if len(classes) > 1 else k: v for k, v in result.items()})
         elif isinstance(acc, _Scalar):
             if acc.count == 0:
                 raise DataFormatError(f"{layout.root} [{split}]: no valid {task} pixel in the split")
@@ -221,13 +229,18 @@ def run_stats(
             f"{task} ({unit(info, task)}): {stats[f'{task}_valid_pixels']} valid pixels, mean {stats[f'{task}_mean']:.4f}  "
             f"std {stats[f'{task}_std']:.4f}  min {stats[f'{task}_min']:.4f}  max {stats[f'{task}_max']:.4f}"
         )
-    for task in (task for task, kind in stats["kinds"].items() if kind == "classes"):
-        names = class_names(info, task)
+    class_tasks = [task for task, kind in stats["kinds"].items() if kind == "classes"]
+    for task in class_tasks:
+        prefix = "" if len(class_tasks) == 1 else f"{task}_"
+        pixels = stats[f"{prefix}class_pixels"]
+        names = class_names(info, task) or tuple(str(i) for i in range(len(pixels)))
         width = max(len(name) for name in (*names, "(ignore)"))
+        if prefix:
+            print(f"{task}:")
         print(f"{'class':<{width}}  {'pixels':>12}  {'percent':>8}")
-        for name, count, freq in zip(names, stats["class_pixels"], stats["class_frequency"]):
+        for name, count, freq in zip(names, pixels, stats[f"{prefix}class_frequency"]):
             print(f"{name:<{width}}  {count:>12}  {100 * freq:>8.3f}")
-        print(f"{'(ignore)':<{width}}  {stats['ignore_pixels']:>12}")
+        print(f"{'(ignore)':<{width}}  {stats[f'{prefix}ignore_pixels']:>12}")
     for task in (task for task, kind in stats["kinds"].items() if kind == "vectors"):
         fraction = stats[f"{task}_valid_fraction"]
         print(f"{task}: {stats[f'{task}_valid_pixels']} valid pixels ({100 * fraction:.2f} %)")
