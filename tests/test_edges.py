@@ -108,6 +108,18 @@ def test_the_matching_counts_those_of_the_min_cost_assignment_with_outliers(seed
     assert match_count(pred, truth, max_dist) == min_cost_with_outliers(pred, truth, max_dist)
 
 
+def test_the_matching_counts_those_of_scipys_hopcroft_karp_on_a_larger_map() -> None:
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import maximum_bipartite_matching
+
+    rng = np.random.default_rng(7)
+    pred, truth = rng.random((60, 80)) < 0.12, rng.random((60, 80)) < 0.08
+    p, g = np.argwhere(pred), np.argwhere(truth)
+    near = np.hypot(*(p[:, None, :] - g[None, :, :]).transpose(2, 0, 1)) <= 2.9
+    expected = int((maximum_bipartite_matching(csr_matrix(near), perm_type="column") >= 0).sum())
+    assert match_count(pred, truth, 2.9) == expected
+
+
 # -------------------------------------------------------------------------------------------------- ODS / OIS
 def test_ods_is_best_over_summed_counts_and_ois_sums_each_images_best() -> None:
     low = THRESHOLDS < 0.5

@@ -109,9 +109,18 @@ def thin(mask: np.ndarray) -> np.ndarray:
 GREEDY_ROUNDS = 3  # rounds of mutual-nearest pairing that seed the exact matching (any number gives the same count)
 
 
+def _first_of_each(keys: np.ndarray, size: int) -> np.ndarray:
+    """Mask of the first position of each key value in ``keys`` (values in 0..size−1)."""
+    first = np.full(size, keys.size)
+    np.minimum.at(first, keys, np.arange(keys.size))
+    mask = np.zeros(keys.size, dtype=bool)
+    mask[first[first < keys.size]] = True
+    return mask
+
+
 def _greedy_pairs(i: np.ndarray, j: np.ndarray, dist: np.ndarray, n_pred: int, n_truth: int) -> tuple[np.ndarray, np.ndarray]:
     """A matching to start from: pairs whose two pixels are each other's nearest free partner, a few rounds."""
-    order = np.lexsort((j, i, dist))
+    order = np.argsort(np.rint(dist * dist).astype(np.int64), kind="stable")  # squared pixel distances are integers
     i, j = i[order], j[order]
     mate_pred, mate_truth = np.full(n_pred, -1), np.full(n_truth, -1)
     for _ in range(GREEDY_ROUNDS):
@@ -119,11 +128,7 @@ def _greedy_pairs(i: np.ndarray, j: np.ndarray, dist: np.ndarray, n_pred: int, n
         fi, fj = i[free], j[free]
         if fi.size == 0:
             break
-        nearest_of_pred = np.zeros(fi.size, dtype=bool)
-        nearest_of_pred[np.unique(fi, return_index=True)[1]] = True
-        nearest_of_truth = np.zeros(fi.size, dtype=bool)
-        nearest_of_truth[np.unique(fj, return_index=True)[1]] = True
-        mutual = nearest_of_pred & nearest_of_truth
+        mutual = _first_of_each(fi, n_pred) & _first_of_each(fj, n_truth)
         mate_pred[fi[mutual]], mate_truth[fj[mutual]] = fj[mutual], fi[mutual]
     return mate_pred, mate_truth
 
