@@ -6,6 +6,7 @@ validates with edges on a layout defined here."""
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -245,3 +246,11 @@ def test_a_model_trains_and_validates_with_edges(toy_layout, tmp_path: Path) -> 
     [validation] = [r for r in rows if r.get("metrics_summary/edges")]
     assert 0 <= float(validation["metrics_summary/edges"]) <= float(validation["metrics_task_edges/ois_f"]) <= 100
     assert float(validation["metrics_task_edges/ods_threshold"]) in set(THRESHOLDS.tolist())
+
+    out = tmp_path / "pred"
+    assert main(["predict", "--checkpoint", str(run / "checkpoints" / "best.ckpt"), "--split", "val",
+                 "--dataset_root", str(root), "--out", str(out), "--batch_size", "2"]) == 0
+    written = Image.open(out / "edges" / "1.png")  # the layout has no edges codec: the task's 8-bit grey PNG
+    assert written.mode == "L" and written.size == (48, 32)
+    report = json.loads((out / "metrics.json").read_text())["tasks"]["edges"]
+    assert set(report) == {"ods_f", "ois_f", "ods_threshold", "ods_precision", "ods_recall"}
