@@ -96,7 +96,7 @@ def loaded(site: Path) -> Iterator[None]:
     for registry, names in before.items():
         for name in set(registry) - names:
             registry.unregister(name)
-    del DatasetLayout.codecs["edges"]
+    del DatasetLayout.codecs["semseg_edges"]
     for module in [name for name in sys.modules if name.split(".")[0] == PACKAGE]:
         del sys.modules[module]
     sys.path.remove(str(site))
@@ -155,12 +155,12 @@ def test_help_lists_the_plugins_found_through_their_entry_points_without_importi
     assert done.returncode == 0, done.stderr
     train, synth = done.stdout.split("usage: mtl data synth", 1)
     assert synth.splitlines()[-1] == "False"  # the plug-in modules import torch inside their functions only
-    assert "edges" in after(train, "--tasks TASKS comma-separated tasks among ", " (default")
+    assert "semseg_edges" in after(train, "--tasks TASKS comma-separated tasks among ", " (default")
     assert "folders" in after(train, "--dataset NAME dataset layout: ", " (default")
     weightings = after(train, "how task losses (or their gradients) are combined: ", " (see")
     assert "gls" in weightings and "dirichlet_rlw" in weightings
     flat = " ".join(train.split())
-    assert "--loss_weight_edges LOSS_WEIGHT_EDGES weight of the edges loss (default: 0.5)" in flat
+    assert "--loss_weight_semseg_edges LOSS_WEIGHT_SEMSEG_EDGES weight of the semseg_edges loss (default: 0.5)" in flat
     assert "weighting dirichlet_rlw: --weighting_dirichlet_rlw_alpha ALPHA concentration of the Dirichlet" in flat
     assert "folders" in after(synth, "dataset layout to write the files in: ", " (each as")
 
@@ -208,14 +208,14 @@ def test_the_edges_target_is_where_a_labelled_neighbour_has_another_class(loaded
     labels = read_semseg(dataset / "val" / "000001" / "label.png")
     holes = labels.copy()
     holes[np.random.default_rng(0).random(labels.shape) < 0.05] = 255
-    edges = TASKS["edges"](info)
+    edges = TASKS["semseg_edges"](info)
     for ids in (labels, holes):
         expected = edges_by_hand(ids)
         assert set(np.unique(expected)) >= {0, 1}  # a street scene has boundaries (and the holes are unlabelled)
         np.testing.assert_array_equal(edges.derive(ids), expected)
-    item = SplitDataset(DATASETS["folders"](dataset), "val", {"edges": edges})[1]
-    assert set(item) == {"index", "rgb", "edges"} and item["edges"].dtype == torch.uint8
-    np.testing.assert_array_equal(item["edges"].numpy(), edges_by_hand(labels))
+    item = SplitDataset(DATASETS["folders"](dataset), "val", {"semseg_edges": edges})[1]
+    assert set(item) == {"index", "rgb", "semseg_edges"} and item["semseg_edges"].dtype == torch.uint8
+    np.testing.assert_array_equal(item["semseg_edges"].numpy(), edges_by_hand(labels))
 
 
 def test_the_edge_loss_weights_positives_by_the_ratio_of_negatives(loaded: None) -> None:
@@ -227,7 +227,7 @@ def test_the_edge_loss_weights_positives_by_the_ratio_of_negatives(loaded: None)
     probability = 1 / (1 + np.exp(-logits))
     per_pixel = -(ratio * positive * np.log(probability) + (~positive) * np.log(1 - probability))
     expected = per_pixel[labelled].mean()
-    task = TASKS["edges"](DATASETS["folders"].info)
+    task = TASKS["semseg_edges"](DATASETS["folders"].info)
     raw = torch.from_numpy(logits).float()[:, None]
     assert float(task.loss(raw, torch.from_numpy(target))) == pytest.approx(expected, rel=1e-5)
     np.testing.assert_array_equal(task.decode(raw).numpy(), (probability > 0.5).astype(np.uint8))
@@ -239,7 +239,7 @@ def test_the_edge_metric_is_f1_and_iou_of_the_edge_class_over_all_batches(loaded
     predictions = [rng.integers(0, 2, size=(2, 8, 8), dtype=np.uint8) for _ in range(2)]
     results = []
     for protocol in PROTOCOLS.values():  # no protocol changes how edges are counted
-        metric = TASKS["edges"](DATASETS["folders"].info).metric(protocol)
+        metric = TASKS["semseg_edges"](DATASETS["folders"].info).metric(protocol)
         for prediction, target in zip(predictions, targets):
             metric.update(torch.from_numpy(prediction), torch.from_numpy(target))
         results.append({name: float(value) for name, value in metric.compute().items()})
@@ -272,7 +272,7 @@ def test_gls_is_the_geometric_mean_of_the_task_losses(loaded: None) -> None:
 @pytest.fixture(scope="module")
 def gls_run(loaded: None, dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("gls") / "run"
-    train_in_process("--dataset_root", str(dataset), "--log_dir", str(run), "--tasks", "semseg,depth,edges",
+    train_in_process("--dataset_root", str(dataset), "--log_dir", str(run), "--tasks", "semseg,depth,semseg_edges",
                      "--loss_weighting", "gls", "--num_epochs", "1", *TRAIN)
     return run
 
@@ -282,14 +282,14 @@ def test_semseg_depth_and_edges_train_with_gls_on_the_folders_layout(gls_run: Pa
     training = [row for row in rows if row["loss_train/total"]]
     assert len(training) == 2  # 4 samples, batch 2
     for row in training:
-        losses = [float(row[f"loss_train/{task}"]) for task in ("semseg", "depth", "edges")]
+        losses = [float(row[f"loss_train/{task}"]) for task in ("semseg", "depth", "semseg_edges")]
         mean = math.prod(losses) ** (1 / 3)
         assert float(row["loss_train/total"]) == pytest.approx(mean, rel=1e-5)
-        for task, loss in zip(("semseg", "depth", "edges"), losses):
+        for task, loss in zip(("semseg", "depth", "semseg_edges"), losses):
             assert float(row[f"loss_weight/{task}"]) == pytest.approx(mean / (3 * loss), rel=1e-5)
-    [validation] = [row for row in rows if row["metrics_summary/edges"]]
-    assert 0 < float(validation["metrics_summary/edges"]) <= 100 and 0 < float(validation["metrics_task_edges/iou"]) <= 100
-    modules = [f"{PACKAGE}.edges", f"{PACKAGE}.folders", f"{PACKAGE}.gls"]
+    [validation] = [row for row in rows if row["metrics_summary/semseg_edges"]]
+    assert 0 < float(validation["metrics_summary/semseg_edges"]) <= 100 and 0 < float(validation["metrics_task_semseg_edges/iou"]) <= 100
+    modules = [f"{PACKAGE}.folders", f"{PACKAGE}.gls", f"{PACKAGE}.semseg_edges"]
     assert (gls_run / "plugins.txt").read_text().splitlines() == modules
     with zipfile.ZipFile(gls_run / "source.zip") as zf:
         for module in modules:
@@ -305,21 +305,21 @@ def test_predict_uses_the_checkpoint_in_a_fresh_process(site: Path, dataset: Pat
     names = ("000000", "000001")
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == sorted(
         ["metrics.json", *(f"{task}/{name}{suffix}" for name in names
-                           for task, suffix in (("semseg", ".png"), ("depth", ".npy"), ("edges", ".png")))]
+                           for task, suffix in (("semseg", ".png"), ("depth", ".npy"), ("semseg_edges", ".png")))]
     )
     report = json.loads((out / "metrics.json").read_text())
-    assert list(report["tasks"]) == ["semseg", "depth", "edges"]
+    assert list(report["tasks"]) == ["semseg", "depth", "semseg_edges"]
     hits = found = present = 0  # the edge class's pixel counts over the split, from the files
     for name in names:
-        predicted = np.array(Image.open(out / "edges" / f"{name}.png"))
+        predicted = np.array(Image.open(out / "semseg_edges" / f"{name}.png"))
         assert set(np.unique(predicted)) <= {0, 255}
         actual = edges_by_hand(read_semseg(dataset / "val" / name / "label.png"))
         predicted_edge = (predicted == 255) & (actual != 255)
         hits += int((predicted_edge & (actual == 1)).sum())
         found += int(predicted_edge.sum())
         present += int((actual == 1).sum())
-    assert report["tasks"]["edges"]["f1"] == pytest.approx(100 * 2 * hits / (found + present), abs=1e-9)
-    assert report["tasks"]["edges"]["iou"] == pytest.approx(100 * hits / (found + present - hits), abs=1e-9)
+    assert report["tasks"]["semseg_edges"]["f1"] == pytest.approx(100 * 2 * hits / (found + present), abs=1e-9)
+    assert report["tasks"]["semseg_edges"]["iou"] == pytest.approx(100 * hits / (found + present - hits), abs=1e-9)
 
 
 def test_dirichlet_rlw_draws_from_the_simplex_and_its_concentration_flag_is_checked(loaded: None, capsys) -> None:

@@ -1,4 +1,4 @@
-"""Plug-ins for mtl from outside its package, one module each: ``edges`` (a task derived from the semseg labels),
+"""Plug-ins for mtl from outside its package, one module each: ``semseg_edges`` (a task derived from the semseg labels),
 ``folders`` (a dataset layout), ``gls`` and ``dirichlet_rlw`` (loss weightings).
 
 Nothing is imported here: mtl imports each module named by this distribution's ``mtl.plugins`` entry points,

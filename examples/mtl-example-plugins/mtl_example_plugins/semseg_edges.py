@@ -1,4 +1,4 @@
-"""Task ``edges``: semantic boundaries, a binary map derived from the semseg labels, one output channel.
+"""Task ``semseg_edges``: semantic boundaries, a binary map derived from the semseg labels, one output channel.
 
 Derived (``source = "semseg"``), so no dataset stores edge files: every layout with semseg labels has edges, and
 the target is made from the labels right after they are read (``derive``), before augmentation crops and resamples
@@ -64,7 +64,7 @@ def write_edges(path: Path, edges: np.ndarray) -> None:
     Image.fromarray((np.asarray(edges) == 1).astype(np.uint8) * 255).save(path)
 
 
-DatasetLayout.add_codec("edges", Codec(".png", read_edges, write_edges))
+DatasetLayout.add_codec("semseg_edges", Codec(".png", read_edges, write_edges))
 
 
 @cache
@@ -98,13 +98,13 @@ def edge_scores() -> type[Metric]:
     return EdgeScores
 
 
-@register_task("edges")
+@register_task("semseg_edges")
 class SemanticEdges(Task):
     source = "semseg"
     summary_name = "f1"
     summary_label = "edge F1"
     higher_is_better = True
-    delta_metrics = (("metrics_summary/edges", True), ("metrics_task_edges/iou", True))
+    delta_metrics = (("metrics_summary/semseg_edges", True), ("metrics_task_semseg_edges/iou", True))
     onnx_output = "edge_probability"
     target_dtype = "uint8"
 
@@ -151,7 +151,7 @@ class SemanticEdges(Task):
         return edge_scores()()
 
     def scalars(self, result: Mapping[str, Tensor]) -> dict[str, float]:
-        return {"metrics_task_edges/iou": float(result["iou"])}  # F1 is the summary, logged by the engine
+        return {"metrics_task_semseg_edges/iou": float(result["iou"])}  # F1 is the summary, logged by the engine
 
     def report(self, result: Mapping[str, Tensor]) -> dict[str, Any]:
         return {"f1": float(result["f1"]), "iou": float(result["iou"])}
