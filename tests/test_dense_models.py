@@ -6,18 +6,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import onnxruntime as ort
 import pytest
 import torch
-from conftest import FAST_TRAIN_FLAGS
+from conftest import FAST_TRAIN_FLAGS, make_tiny_dataset
 from torch import nn
 
 from mtl.cli.main import main
-from mtl.models import TaskOutput
+from mtl.models import TaskOutput, build_model, model_options
 from mtl.models.feature_aggregation import FeatureAggregation
 from mtl.models.feature_propagation import FeaturePropagation
 from mtl.models.multimodal_distillation import MultiModalDistillation
 from mtl.models.resnet import Bottleneck
 from mtl.models.task_prediction import TaskPrediction
+from mtl.inference.predictor import load_predictor
+from mtl.tasks import final
+from test_export import calibrated_checkpoint
 from test_models_helpers import BOTH, build, make_cfg, num_params
 
 SMALL = ("--model_encoder_name", "resnet18", "--decoder_channels", "16")
@@ -102,10 +106,52 @@ def test_block_parameter_counts_by_hand():
     assert num_params(TaskPrediction(Bottleneck, 32, 16, {"a": TaskOutput(2)})) == bottleneck + shortcut + second + conv(16, 2, bias=True)
 
 
-def test_mtinet_at_72_channels_has_hrnet18_task_widths():
+def mtinet_heads(stage: list[int], task: list[int], outputs: list[int], se_hidden, fuse_bias: bool) -> int:
+    """Parameters of MTI-Net besides the backbone, following the structure of MTL-PyTorch's models/mti_net.py
+    (HRNet head as the aggregation) for stage widths ``stage`` and per-task widths ``task``, finest first."""
+    n, total = len(outputs), 0
+    for j, c in enumerate(task):
+        cin = stage[j] + (task[j + 1] if j + 1 < len(task) else 0)
+        total += n * (basic_block(cin, c) + basic_block(c, c)) + sum(conv(c, k, bias=True) for k in outputs)
+        total += n * (n - 1) * 2 * conv(c, c, 3)  # distillation: conv and gate per ordered pair of tasks
+        if j > 0:  # propagation from stage j to j - 1
+            s = n * c
+            total += basic_block(s, s // 4) + basic_block(s // 4, s // 4) + conv(s // 4, s, bias=True) + basic_block(s, c)
+            total += n * (conv(c, se_hidden(c), bias=True) + conv(se_hidden(c), c, bias=True))
+    agg = sum(task)
+    return total + sum(conv(agg, agg, bias=fuse_bias) + 2 * agg + conv(agg, k, bias=True) for k in outputs)
+
+
+def test_padnet_counts_what_mtl_pytorchs_structure_gives():
+    """Dilated ResNet-18, C = 256, three tasks: per task bottlenecks 512→256 (with shortcut) and 256→256, a 1×1 head,
+    a message conv and gate from each other task, two 256→256 bottlenecks and a 1×1 head (MTL-PyTorch's padnet.py)."""
+    outputs = {"semseg": TaskOutput(13), "depth": TaskOutput(1), "normals": TaskOutput(3)}
     with torch.device("meta"):
-        model = build(make_cfg("--model_name", "mtinet", "--model_encoder_name", "resnet18", "--decoder_channels", "72"), BOTH)
-    assert [stage.task["semseg"].out_channels for stage in model.initial] == [18, 36, 72, 144]
+        model = build_model("padnet", outputs, model_options(make_cfg("--model_encoder_name", "resnet18", "--dilations", "F,T,T")))
+
+    def bottleneck(cin: int) -> int:
+        shortcut = conv(cin, 256) + 512 if cin != 256 else 0
+        return conv(cin, 64) + 128 + conv(64, 64, 3) + 128 + conv(64, 256) + 512 + shortcut
+
+    per_task = bottleneck(512) + 3 * bottleneck(256) + 2 * 2 * conv(256, 256, 3)
+    expected = 3 * per_task + sum(2 * conv(256, k, bias=True) for k in (13, 1, 3))
+    assert num_params(model) - num_params(model.encoder) == expected == 8_375_330
+
+
+@pytest.mark.parametrize("encoder", ["resnet18", "resnet50"])
+def test_mtinet_at_72_channels_is_mtl_pytorchs_structure_at_hrnet18_widths(encoder):
+    """Besides the encoder, mtinet counts what MTL-PyTorch's structure gives with HRNet-18's per-task widths, for
+    the encoder's stage widths as inputs, an SE of at least 4 hidden units and no bias before the aggregation's BN."""
+    outputs = {"semseg": TaskOutput(13), "depth": TaskOutput(1), "normals": TaskOutput(3)}
+    with torch.device("meta"):
+        model = build_model("mtinet", outputs, model_options(make_cfg("--model_encoder_name", encoder, "--decoder_channels", "72")))
+    hrnet18 = [18, 36, 72, 144]
+    assert [stage.task["semseg"].out_channels for stage in model.initial] == hrnet18
+    stage = [64, 128, 256, 512] if encoder == "resnet18" else [256, 512, 1024, 2048]
+    expected = mtinet_heads(stage, hrnet18, [13, 1, 3], lambda c: max(4, c // 16), fuse_bias=False)
+    assert num_params(model) - num_params(model.encoder) == expected
+    # MTL-PyTorch itself (HRNet-18 inputs, SE of c // 16 units, bias before the BN): 8 778 181.
+    assert mtinet_heads(hrnet18, hrnet18, [13, 1, 3], lambda c: c // 16, fuse_bias=True) == 8_778_181
 
 
 @pytest.mark.parametrize("name", OUTPUTS)
@@ -126,6 +172,26 @@ def test_complexity_parts_add_up(capsys):
     assert padnet["parts"]["distillation.semseg"]["params"] == 2 * 2 * 9 * 16 * 16
     assert list(mtinet["parts"])[:4] == ["encoder", "initial.layer1", "distillation.layer1", "initial.layer2"]
     assert mtinet["parts"]["distillation.layer4"]["params"] == 6 * 2 * 9 * 32 * 32
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", OUTPUTS)
+def test_onnx_export_gives_the_final_predictions(name, tmp_path: Path):
+    """`mtl export` (which itself checks the graph against PyTorch) keeps only the last element of each list."""
+    data = make_tiny_dataset(tmp_path / "data", {"train": 1, "val": 1}, 32, 32)
+    ckpt = calibrated_checkpoint(data, tmp_path / "model.ckpt", ["--model_name", name, "--decoder_channels", "16"])
+    path = tmp_path / "model.onnx"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(path), "--height", "32", "--width", "64"]) == 0
+    rgb = torch.randint(0, 256, (1, 3, 40, 56)).float()
+    logits_onnx, depth_onnx = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        ["semseg_logits", "depth_m"], {"rgb": rgb.numpy()}
+    )
+    module = load_predictor(ckpt, precision="32")
+    with torch.no_grad():
+        outputs = module(rgb)
+    assert len(outputs["semseg"]) == OUTPUTS[name]
+    torch.testing.assert_close(torch.from_numpy(logits_onnx), final(outputs["semseg"]), rtol=1e-4, atol=1e-4)
+    assert depth_onnx.shape == (1, 1, 40, 56)
 
 
 @pytest.mark.slow

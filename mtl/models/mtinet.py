@@ -13,12 +13,14 @@ losses average them (``deep_supervision_mean``), where MTL-PyTorch sums the five
 
 How it differs from MTL-PyTorch: the backbone is mtl's ResNet (stages at 1/4..1/32, 64..512 channels for
 ResNet-18/34, 256..2048 for ResNet-50/101) instead of HRNet-18 (four branches at 1/4..1/32, 18..144 channels);
-the per-task width of a stage is the stage's width × ``--decoder_channels`` / 256: at the default 256 the
-stage's width, as MTL-PyTorch sets it from HRNet's (a ResNet's wider stages then make the model much larger);
-``--decoder_channels 72`` on ResNet-18/34 gives HRNet-18's widths. Propagated features are resized to the finer stage's size (MTL-PyTorch
+MTL-PyTorch sets a stage's per-task width to HRNet's width of that stage; here it is the stage's base width
+(64, 128, 256, 512; for ResNet-50/101 their stage widths over the bottleneck's 4× expansion) ×
+``--decoder_channels`` / 256: the default 256 gives the base widths (about 110 M parameters besides the
+encoder for three tasks, the propagation modules being most of it), ``--decoder_channels 72`` HRNet-18's
+18, 36, 72, 144. Propagated features are resized to the finer stage's size (MTL-PyTorch
 upsamples 2×; the same for sizes divisible by 32, and it also serves ``--dilations``, whose stages share a
 scale). The feature propagation's softmax groups the tasks channel by channel (see
-``mtl.models.feature_propagation``); the aggregation's 1×1 conv has no bias before its BatchNorm; gates start
+``mtl.models.feature_propagation``) and its squeeze-and-excitation has at least 4 hidden units; the aggregation's 1×1 conv has no bias before its BatchNorm; gates start
 at zero (mtl's ``SelfAttention``). Every task is also an auxiliary task (MTL-PyTorch allows more of these).
 """
 
@@ -41,12 +43,13 @@ from mtl.models.stages import STAGE_NAMES, STEM, StagedEncoder
 from mtl.models.task_prediction import TaskPredictions
 
 
-def task_widths(stage_channels: list[int], decoder_channels: int) -> list[int]:
-    """Per-task width of each stage: the stage's width × ``--decoder_channels`` / 256 (the default 256 gives the
-    stage widths, as MTL-PyTorch; 72 on ResNet-18/34 gives HRNet-18's 18, 36, 72, 144)."""
-    widths = [c * decoder_channels // 256 for c in stage_channels]
+def task_widths(encoder: StagedEncoder, decoder_channels: int) -> list[int]:
+    """Per-task width of each stage: the stage's base width (its width over the block's expansion: 64, 128, 256,
+    512 for every ResNet depth) × ``--decoder_channels`` / 256. 72 gives HRNet-18's 18, 36, 72, 144."""
+    expansion = getattr(type(encoder.stage(0)[-1]), "expansion", 1)
+    widths = [c // expansion * decoder_channels // 256 for c in encoder.stage_channels]
     if min(widths) < 1:
-        raise ValueError(f"--decoder_channels {decoder_channels}: mtinet's finest per-task width would be 0 (stage widths {stage_channels})")
+        raise ValueError(f"--decoder_channels {decoder_channels}: mtinet's finest per-task width would be 0")
     return widths
 
 
@@ -59,7 +62,7 @@ class MTINet(nn.Module):
         self.tasks = list(outputs)
         self.encoder = StagedEncoder(build_encoder(options.encoder), "mtinet")
         stage_channels = self.encoder.stage_channels
-        channels = task_widths(stage_channels, options.decoder.channels)
+        channels = task_widths(self.encoder, options.decoder.channels)
         last = len(channels) - 1
         self.initial = nn.ModuleList(
             TaskPredictions(BasicBlock, stage_channels[j] + (channels[j + 1] if j < last else 0), c, outputs)
