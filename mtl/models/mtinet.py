@@ -16,12 +16,12 @@ ResNet-18/34, 256..2048 for ResNet-50/101) instead of HRNet-18 (four branches at
 MTL-PyTorch sets a stage's per-task width to HRNet's width of that stage; here it is the stage's base width
 (64, 128, 256, 512; for ResNet-50/101 their stage widths over the bottleneck's 4× expansion) ×
 ``--decoder_channels`` / 256: the default 256 gives the base widths (about 110 M parameters besides the
-encoder for three tasks, the propagation modules being most of it), ``--decoder_channels 72`` HRNet-18's
-18, 36, 72, 144. Propagated features are resized to the finer stage's size (MTL-PyTorch
-upsamples 2×; the same for sizes divisible by 32, and it also serves ``--dilations``, whose stages share a
-scale). The feature propagation's softmax groups the tasks channel by channel (see
-``mtl.models.feature_propagation``) and its squeeze-and-excitation has at least 4 hidden units; the aggregation's 1×1 conv has no bias before its BatchNorm; gates start
-at zero (mtl's ``SelfAttention``). Every task is also an auxiliary task (MTL-PyTorch allows more of these).
+encoder for three tasks, 77 M of them at layer4), ``--decoder_channels 72`` HRNet-18's
+18, 36, 72, 144. Propagated features are resized to the finer stage's size (MTL-PyTorch upsamples 2×; the same
+for sizes divisible by 32, and it also serves ``--dilations``, whose stages share a scale). The feature
+propagation's softmax groups the tasks channel by channel (see ``mtl.models.feature_propagation``) and its
+squeeze-and-excitation has at least 4 hidden units; the aggregation's 1×1 conv has no bias before its BatchNorm;
+gates start at zero (mtl's ``SelfAttention``). Every task is also an auxiliary task (MTL-PyTorch allows more of these).
 """
 
 from __future__ import annotations

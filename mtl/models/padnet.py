@@ -12,8 +12,9 @@ branched model (per task ASPP and a DeepLabV3+ decoder with a 4× skip, initial 
 no context module, decoder or skip: the initial and final stages are bottleneck towers with 1×1 heads on the
 encoder's bottleneck features, at the encoder's output stride (upsampled bilinearly at the end).
 
-How it differs from MTL-PyTorch: the encoder is mtl's ResNet (any depth; MTL-PyTorch uses a dilated
-ResNet-18/50 at output stride 8, here ``--dilations F,T,T``; the default F,F,F works at stride 32); the
+How it differs from MTL-PyTorch: the encoder is mtl's ResNet (any depth). MTL-PyTorch's configs run PAD-Net on
+HRNet-18 with its four branches upsampled and fused (270 channels at 1/4); its code also takes a dilated
+ResNet-18/50 at output stride 8, the closest mtl has (``--dilations F,T,T``; the default F,F,F gives stride 32). The
 width C is ``--decoder_channels`` (256 there and by default); the gate conv starts at zero (mtl's
 ``SelfAttention``: every gate starts at 0.5; ``--sa_scale`` adds a learned scale) where MTL-PyTorch uses
 PyTorch's default init; the loss averages the two outputs where MTL-PyTorch sums them (half the scale).
