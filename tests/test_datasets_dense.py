@@ -18,7 +18,7 @@ from PIL import Image
 from mtl.cli.main import main
 from mtl.data.synth import render_sample
 from mtl.datasets import DATASETS
-from mtl.datasets.listed import add_to_split_list, label_edges, thin
+from mtl.datasets.listed import add_to_split_list, label_edges
 from mtl.datasets.pascal_context import NORMALS_CLASSES
 
 H, W = 12, 16
@@ -238,28 +238,6 @@ def test_pascal_reads_as_the_reference(pascal):
     info = layout.info
     assert info.task_info["semseg"].num_classes == 21 and info.task_info["human_parts"].num_classes == 7
     assert info.task_info["edges"].tolerance == 0.0075
-
-
-def test_thinning_matches_scikit_images_documented_example():
-    """The example of ``skimage.morphology.thin``'s docstring (scikit-image is not installed here)."""
-    square = np.zeros((7, 7), np.uint8)
-    square[1:-1, 2:-2] = 1
-    square[0, 1] = 1
-    expected = np.zeros((7, 7), bool)
-    expected[0, 1] = expected[1, 2] = True
-    expected[2:5, 3] = True
-    np.testing.assert_array_equal(thin(square), expected)
-
-
-def test_thinning_keeps_lines_and_thins_bars():
-    line = np.zeros((9, 9), bool)
-    line[4, 1:8] = True
-    assert np.array_equal(thin(line), line)
-    bar = np.zeros((9, 12), bool)
-    bar[3:6, 1:11] = True
-    thinned = thin(bar)
-    assert thinned[:, 3:9].sum(axis=0).tolist() == [1] * 6 and thinned.sum() < bar.sum()
-    assert np.array_equal(thin(thinned), thinned)
 
 
 def test_pascal_check_names_every_bad_file(pascal, capsys):

@@ -20,7 +20,7 @@ from scipy.optimize import linear_sum_assignment
 from mtl.cli.main import main
 from mtl.data.formats import DataFormatError
 from mtl.datasets import DATASETS, Codec, DatasetInfo, DatasetLayout, register_dataset
-from mtl.metrics.boundary import THRESHOLDS, BoundaryF, boundary_scores, image_counts, match_count, thin
+from mtl.metrics.boundary import THRESHOLDS, BoundaryF, boundary_scores, image_counts, match_count
 from mtl.metrics.protocol import PROTOCOLS
 from mtl.tasks import TASKS
 from mtl.tasks.edges import EdgesInfo
@@ -35,17 +35,6 @@ def tolerance_for(max_dist: float, height: int, width: int) -> float:
 
 
 # ------------------------------------------------------------------------------------------ thinning, matching
-def test_thinning_leaves_one_pixel_wide_lines() -> None:
-    bar = np.zeros((9, 20), dtype=bool)
-    bar[3:6, 2:18] = True  # 3 pixels thick
-    thinned = thin(bar)
-    assert (thinned <= bar).all()
-    assert (thinned[:, 4:16].sum(0) == 1).all()  # one pixel per column away from the ends
-    line = np.zeros((9, 20), dtype=bool)
-    line[4, 2:18] = True
-    np.testing.assert_array_equal(thin(line), line)  # a line is already thin
-
-
 def test_a_shifted_line_matches_within_the_tolerance_and_not_beyond() -> None:
     height, width = 20, 30
     truth = np.zeros((height, width), dtype=np.uint8)

@@ -26,45 +26,13 @@ from scipy import ndimage
 from mtl.data import formats
 from mtl.data.check import CheckResult, size_problems
 from mtl.data.formats import DataFormatError
+from mtl.data.thinning import thin
 from mtl.datasets.base import DatasetLayout
 
 SPLITS = ("train", "val")
 
 
 # ----------------------------------------------------------------------------------------- edges
-def _thin_tables() -> tuple[np.ndarray, np.ndarray]:
-    """The two sub-iteration tables of Lam, Lee & Suen's parallel thinning (1992), as scikit-image's
-    ``morphology.thin`` builds them. Written here because scikit-image is not a dependency of mtl. Bit i of a
-    table index is the i-th neighbour counter-clockwise from east (E, NE, N, NW, W, SW, S, SE)."""
-    first = np.zeros(256, dtype=bool)
-    second = np.zeros(256, dtype=bool)
-    for n in range(256):
-        b = [bool(n >> i & 1) for i in range(8)]
-        crossings = sum(1 for i in (0, 2, 4, 6) if not b[i] and (b[i + 1] or b[(i + 2) % 8]))
-        n1 = sum(1 for k in (1, 3, 5, 7) if b[k] or b[k - 1])
-        n2 = sum(1 for k in (1, 3, 5, 7) if b[k] or b[(k + 1) % 8])
-        g12 = crossings == 1 and min(n1, n2) in (2, 3)
-        first[n] = g12 and not ((b[1] or b[2] or not b[7]) and b[0])
-        second[n] = g12 and not ((b[5] or b[6] or not b[3]) and b[4])
-    return first, second
-
-
-THIN_TABLES = _thin_tables()
-NEIGHBOUR_WEIGHTS = np.array([[8, 4, 2], [16, 0, 1], [32, 64, 128]], dtype=np.uint8)
-
-
-def thin(mask: np.ndarray) -> np.ndarray:
-    """A binary mask thinned to one-pixel-wide lines (until no pixel changes), as ``skimage.morphology.thin``."""
-    skeleton = np.asarray(mask, dtype=bool).astype(np.uint8)
-    count = -1
-    while count != int(skeleton.sum()):
-        count = int(skeleton.sum())
-        for table in THIN_TABLES:
-            codes = ndimage.correlate(skeleton, NEIGHBOUR_WEIGHTS, mode="constant")
-            skeleton[np.take(table, codes)] = 0
-    return skeleton.astype(bool)
-
-
 def label_edges(labels: np.ndarray) -> np.ndarray:
     """Edges of a label map as MTL-PyTorch computes PASCAL-Context's: pixels where the 4-neighbour Laplacian of
     the ids is not 0 (OpenCV's ``Laplacian`` with its default 3-tap kernel and mirrored border, i.e. SciPy's
