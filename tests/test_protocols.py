@@ -191,8 +191,8 @@ def test_normals_follow_each_protocol() -> None:
 
 
 def test_protocol_names_are_checked() -> None:
-    assert set(PROTOCOLS) == {"course", "mtan", "libmtl"}
-    with pytest.raises(ValueError, match="unknown evaluation protocol 'nash'; choose among course, mtan, libmtl"):
+    assert set(PROTOCOLS) == {"course", "mtan", "libmtl", "mtl_pytorch"}
+    with pytest.raises(ValueError, match="unknown evaluation protocol 'nash'; choose among course, mtan, libmtl, mtl_pytorch"):
         protocol("nash")
 
 

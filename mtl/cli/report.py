@@ -31,7 +31,7 @@ def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mtl.cli.results import deltas_or_explain, load_runs_or_explain
-    from mtl.reporting.delta import forms_for
+    from mtl.reporting.delta import forms_for, mode_for
     from mtl.reporting.page import render_report
 
     loaded = load_runs_or_explain("report", args.runs_dir)
@@ -43,7 +43,8 @@ def _report(args: argparse.Namespace) -> int:
         return 2
     try:
         forms = [form.name for form in forms_for(args.delta_form, [run.eval_protocol for run in runs])]
-        page = render_report(runs, args.runs_dir, args.sort, problems, deltas, args.delta_metrics, forms)
+        mode = mode_for(args.delta_metrics, [run.eval_protocol for run in runs])
+        page = render_report(runs, args.runs_dir, args.sort, problems, deltas, mode, forms)
     except ValueError as exc:
         print(f"mtl report: {exc}", file=sys.stderr)
         return 2

@@ -32,12 +32,15 @@ def add_delta_arguments(parser: argparse.ArgumentParser) -> None:
         help="Δm as printed by: maninis (Δ_MTL%% ↑, metric-averaged; Maninis et al., MTI-Net), mtan (Δm%% ↓, the same "
         "with the sign of CAGrad, Nash-MTL and FAMO tables), libmtl (Δp%% ↑, averaged within each task, then over "
         "tasks); several give several columns; auto (default): the form that goes with the runs' evaluation "
-        "protocol (course: maninis, mtan: mtan, libmtl: libmtl)",
+        "protocol (course: maninis, mtan: mtan, libmtl: libmtl, mtl_pytorch: maninis)",
     )
     parser.add_argument(
-        "--delta_metrics", choices=DELTA_MODES, default="declared",
-        help="metrics of Δm: each task's declared ones (semseg mIoU and pixel accuracy, depth abs and rel error, "
-        "normals angles; default) or each task's summary metric (the course setting: mIoU and SI-logRMSE)",
+        "--delta_metrics", choices=DELTA_MODES, default="auto",
+        help="metrics of Δm: each task's declared ones (declared: semseg mIoU and pixel accuracy, depth abs and rel "
+        "error, normals angles), each task's summary metric (summary: the course setting, mIoU and SI-logRMSE), or "
+        "the one metric per task of the Δ_MTL of ASTMT, MTI-Net and MTL-PyTorch (primary: mIoU, depth RMSE, normals "
+        "mean angle, saliency mIoU, edges odsF); auto (default): primary for runs under --eval_protocol mtl_pytorch, "
+        "declared otherwise",
     )
 
 

@@ -145,6 +145,7 @@ class NYUDMTLayout(ListedLayout):
     info = INFOS[False]
     codecs = CODECS
     LIST_FOLDER = "gt_sets"
+    eval_protocol = "mtl_pytorch"  # the benchmark's tables (MTI-Net, MTL-PyTorch): docs/PROTOCOLS.md
     IMAGE_FOLDER = "images"
     synth_size = (320, 240)  # NYUD-v2's 640×480 halved
     synth_splits = ("train", "val")

@@ -179,6 +179,7 @@ class PascalContextLayout(ListedLayout):
     info = INFOS[False]
     codecs = CODECS
     LIST_FOLDER = "ImageSets/Context"
+    eval_protocol = "mtl_pytorch"  # the benchmark's tables (MTI-Net, MTL-PyTorch): docs/PROTOCOLS.md
     IMAGE_FOLDER = "JPEGImages"
     synth_size = (320, 240)  # PASCAL images are about 500×375
     synth_splits = ("train", "val")

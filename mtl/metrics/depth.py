@@ -1,5 +1,6 @@
 """Streaming monocular-depth metrics in metres, computed per image and averaged over images; Abs Err and Rel Err
-also pooled per evaluation batch or over the split, as other protocols compute them (``mtl.metrics.protocol``)."""
+also pooled per evaluation batch or over the split, RMSE and log-RMSE over the split, as other protocols compute
+them (``mtl.metrics.protocol``)."""
 
 from __future__ import annotations
 
@@ -104,6 +105,16 @@ def pooled_errors(pred_m: torch.Tensor, target_m: torch.Tensor, depth_min: float
     return torch.stack([err.sum(), (err / gt).sum(), torch.tensor(float(gt.numel()), dtype=torch.float64)])
 
 
+def pooled_squares(pred_m: torch.Tensor, target_m: torch.Tensor, depth_min: float | None) -> torch.Tensor:
+    """[Σerr², Σ(ln gt − ln pred)², valid pixels] over every valid pixel of a batch (float64): MTL-PyTorch's RMSE and
+    log-RMSE before their division."""
+    pred, target, valid = _images_and_validity(pred_m, target_m)
+    gt = _clamped(target[valid].double(), depth_min)
+    est = _clamped(pred[valid].double(), depth_min)
+    squares = [((gt - est) ** 2).sum(), ((gt.log() - est.log()) ** 2).sum()]
+    return torch.stack([*squares, torch.tensor(float(gt.numel()), dtype=torch.float64)])
+
+
 class DepthMetrics(Metric):
     """Depth metrics in metres, each computed per image over its valid pixels, then averaged over images
     (under ``protocol`` ``mtan`` and ``libmtl``, ``mae`` and ``rel`` are pooled instead, see below).
@@ -129,6 +140,9 @@ class DepthMetrics(Metric):
     pixel is left out (theirs would divide by zero). As LibMTL computes them (``libmtl``): the same sums over every
     valid pixel of the split, divided once.
 
+    RMSE and log-RMSE as MTI-Net and MTL-PyTorch compute them (protocol ``mtl_pytorch``, ``depth_rmse_pooled``):
+    sqrt(Σerr²/n) and sqrt(Σd²/n) over every valid pixel of the split.
+
     A NaN or infinite prediction on a valid pixel makes the metrics NaN rather than hiding it.
     The state is float64 sums plus counts, reduced by summation (DDP-safe: under ``mtan`` every process's batches
     count). ``compute()`` before any valid image returns NaN for every metric.
@@ -150,6 +164,8 @@ class DepthMetrics(Metric):
         # sums of the errors and the number of valid pixels.
         self.add_state("pooled", default=torch.zeros(2, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("pooled_count", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        # RMSE and log-RMSE pooled over the split: Σerr², Σd² and the valid pixels.
+        self.add_state("squares", default=torch.zeros(3, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, pred_m: torch.Tensor, target_m: torch.Tensor) -> None:
         """Add a batch (B×H×W, B×1×H×W) or one image (H×W) of depths in metres."""
@@ -157,6 +173,8 @@ class DepthMetrics(Metric):
         per_image = depth_metrics_per_image(pred_m, target_m, self.protocol.depth_min)
         self.sums += per_image.sum(dim=0)
         self.count += per_image.shape[0]
+        if self.protocol.depth_rmse_pooled:
+            self.squares += pooled_squares(pred_m, target_m, self.protocol.depth_min).to(self.squares.device)
         if self.protocol.averaging == "image":
             return
         abs_sum, rel_sum, pixels = pooled_errors(pred_m, target_m, self.protocol.depth_min).to(self.pooled.device)
@@ -173,4 +191,6 @@ class DepthMetrics(Metric):
         if self.protocol.averaging != "image":
             pooled = self.pooled / self.pooled_count
             result["mae"], result["rel"] = pooled[0], pooled[1]
+        if self.protocol.depth_rmse_pooled:
+            result["rmse"], result["log_rmse"] = (self.squares[:2] / self.squares[2]).sqrt()
         return result

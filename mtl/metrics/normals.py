@@ -9,6 +9,10 @@ exact. Pooled over the split, the mean and the percentages are exact and the med
 0.01° bins (a few kB of state that sums exactly across processes, where the exact median would need every angle
 of the split in memory), interpolated within its bin.
 
+Under ``mtl_pytorch`` (``EvalProtocol.normals_8bit``) a prediction is scored as MTI-Net's and MTL-PyTorch's PNG
+files hold it: the unit vector n stored as the codes ⌊255·(n + 1)/2⌋ (their ``get_output`` and ``astype(np.uint8)``)
+and read back as 2·code/255 − 1, re-normalised (``eval_normals.py``) — the published figures score those files.
+
 Which pixels count, and how: by default a target finite and not zero, re-normalised; with ``as_stored`` (the
 references) the stored vector as it is, valid where x + y + z ≠ 0 — their test, which also drops a non-zero
 vector whose components sum to 0.
@@ -43,6 +47,13 @@ def angles_deg(pred: torch.Tensor, target: torch.Tensor, as_stored: bool = False
     return torch.rad2deg(torch.arccos(cos))
 
 
+def as_8bit_files(pred: torch.Tensor) -> torch.Tensor:
+    """Predicted normals (B×3×H×W) → the vectors MTL-PyTorch's 8-bit prediction PNGs give back (not re-normalised)."""
+    unit = pred.double() / pred.double().norm(dim=1, keepdim=True).clamp_min(1e-12)
+    codes = ((unit + 1.0) * 255.0 / 2.0).floor().clamp(0, 255)
+    return 2.0 * codes / 255.0 - 1.0
+
+
 def median(values: torch.Tensor) -> torch.Tensor:
     """np.median's convention: the mean of the two middle values of an even count (torch.median takes the lower;
     torch.quantile refuses more than 2^24 values)."""
@@ -69,7 +80,8 @@ class NormalsMetrics(Metric):
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         """Add a batch of predicted normals and targets (NaN = invalid), both B×3×H×W."""
-        angles = angles_deg(pred.detach(), target.detach(), self.protocol.normals_as_stored)
+        pred = as_8bit_files(pred.detach()) if self.protocol.normals_8bit else pred.detach()
+        angles = angles_deg(pred, target.detach(), self.protocol.normals_as_stored)
         if self.protocol.normals_per_batch:
             if angles.numel():  # a batch without a valid pixel is left out (the references' mean would be NaN)
                 within = [100.0 * (angles < t).double().mean() for t in THRESHOLDS]

@@ -14,8 +14,12 @@ and the forms average them differently (``DELTA_FORMS``):
   (NYUv2: 2 + 2 + 5), not on Cityscapes (2 + 2).
 
 Each task declares its metrics (``Task.delta_metrics``: TensorBoard tag, higher is better); ``mode="summary"``
-uses each task's summary metric instead (the course setting: mIoU and SI-logRMSE). Values are read at each run's
-best epoch.
+uses each task's summary metric instead (the course setting: mIoU and SI-logRMSE), ``mode="primary"`` the one
+metric per task of the Δ_MTL that ASTMT, MTI-Net and MTL-PyTorch print (``Task.delta_primary``: semseg and human
+parts mIoU, depth RMSE, normals mean angle, saliency mIoU, edges odsF; MTL-PyTorch's
+``calculate_multi_task_performance``), and ``mode="auto"`` the mode of the runs' evaluation protocol
+(``MODE_OF_PROTOCOL``: ``mtl_pytorch`` → ``primary``, the others → ``declared``). Values are read at each run's best
+epoch.
 
 Baselines. A single-task run (one task in its config.yaml) of the same dataset is a baseline for that task.
 Explicit ones (``--baseline TASK=RUN_DIR``) win over the runs found, for the runs of their dataset. When
@@ -82,7 +86,18 @@ DELTA_FORMS: dict[str, DeltaForm] = {
 
 
 # The form of the tables each evaluation protocol's numbers go into (``--delta_form auto``).
-FORM_OF_PROTOCOL = {"course": "maninis", "mtan": "mtan", "libmtl": "libmtl"}
+FORM_OF_PROTOCOL = {"course": "maninis", "mtan": "mtan", "libmtl": "libmtl", "mtl_pytorch": "maninis"}
+# The metrics of those tables' Δ (``--delta_metrics auto``); a protocol not named here: ``declared``.
+MODE_OF_PROTOCOL = {"mtl_pytorch": "primary"}
+
+
+def mode_for(mode: str, protocols: Sequence[str]) -> str:
+    """``--delta_metrics`` resolved: ``auto`` → the mode of the runs' protocols (``MODE_OF_PROTOCOL``) when they all
+    have the same, else ``declared``; any other mode as given."""
+    if mode != "auto":
+        return mode
+    modes = {MODE_OF_PROTOCOL.get(p, "declared") for p in protocols}
+    return modes.pop() if len(modes) == 1 else "declared"
 
 
 def forms_for(names: Sequence[str], protocols: Sequence[str]) -> list[DeltaForm]:
@@ -121,13 +136,16 @@ class Delta:
 
 
 def delta_metrics(task: str, mode: str = "declared") -> tuple[DeltaMetric, ...]:
-    """The metrics of ``task`` that enter Δm: its declared ones, or (mode ``summary``, or none declared) its
-    summary metric."""
-    if mode not in MODES:
-        raise ValueError(f"--delta_metrics: expected one of {list(MODES)}, got {mode!r}")
+    """The metrics of ``task`` that enter Δm: its declared ones, its ``delta_primary`` (mode ``primary``), or (mode
+    ``summary``, or none declared) its summary metric. ``auto`` must be resolved first (``mode_for``)."""
+    if mode not in MODES or mode == "auto":
+        raise ValueError(f"--delta_metrics: expected one of {[m for m in MODES if m != 'auto']}, got {mode!r}")
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}: its Δm metrics are not known")
     cls = TASKS[task]
+    if mode == "primary" and cls.delta_primary is not None:
+        tag, higher = cls.delta_primary
+        return (DeltaMetric(task, tag, bool(higher)),)
     declared = tuple(cls.delta_metrics) if mode == "declared" else ()
     if not declared:
         return (DeltaMetric(task, summary_tag(task), bool(cls.higher_is_better)),)
@@ -176,12 +194,14 @@ def choose_baseline(run: Run, task: str, candidates: Iterable[Run]) -> Run | Non
 
 
 def compute_deltas(
-    runs: Sequence[Run], explicit: Mapping[str, Run] | None = None, mode: str = "declared"
+    runs: Sequence[Run], explicit: Mapping[str, Run] | None = None, mode: str = "auto"
 ) -> dict[str, Delta]:
-    """Δm of every multi-task run (by run name). Baselines: ``explicit`` (task → a run, or published figures, see
+    """Δm of every multi-task run (by run name), over the metrics of ``mode`` (``auto``: resolved from the runs'
+    protocols, ``mode_for``). Baselines: ``explicit`` (task → a run, or published figures, see
     mtl.reporting.published) for runs of its dataset, else the closest single-task run among ``runs``. Runs with
     one task get no entry."""
     explicit = dict(explicit or {})
+    mode = mode_for(mode, [run.eval_protocol for run in runs])
     candidates = [run for run in runs if is_baseline(run)]
     out: dict[str, Delta] = {}
     for run in runs:

@@ -99,6 +99,9 @@ class Task(ABC):
     higher_is_better: ClassVar[bool]
     # The metrics Δm compares with single-task baselines: (TensorBoard tag, higher is better), as published tables use.
     delta_metrics: ClassVar[tuple[tuple[str, bool], ...]] = ()
+    # The one metric of the Δ_MTL of ASTMT / MTI-Net / MTL-PyTorch tables (``--delta_metrics primary``): (tag, higher is
+    # better); None: the summary metric.
+    delta_primary: ClassVar[tuple[str, bool] | None] = None
     onnx_output: ClassVar[str]
     target_dtype: ClassVar[str]  # torch dtype name of the target tensor (what augmentation must keep)
     source: ClassVar[str | None] = None  # the task whose array this one's target is derived from (``derive``)

@@ -231,6 +231,7 @@ class Depth(Task):
     summary_name = "si_log_rmse"
     summary_label = "SI-logRMSE"
     delta_metrics = (("metrics_task_depth/mae", False), ("metrics_task_depth/rel", False))  # abs err, rel err
+    delta_primary = ("metrics_task_depth/rmse", False)  # MTL-PyTorch: RMSE, pooled under --eval_protocol mtl_pytorch
     higher_is_better = False
     onnx_output = "depth_m"
     target_dtype = "float32"

@@ -63,6 +63,7 @@ class HumanParts(SemanticSegmentation):
     summary_label = "parts mIoU"
     # MTL-PyTorch's multi-task performance uses the parts mIoU alone (evaluation/evaluate_utils.py).
     delta_metrics = (("metrics_summary/human_parts", True),)
+    delta_primary = ("metrics_summary/human_parts", True)  # not semseg's tag
     onnx_output = "human_parts_logits"
 
     def onnx_metadata(self) -> dict[str, str]:

@@ -45,6 +45,7 @@ class Normals(Task):
         ("metrics_task_normals/within_22_5", True),
         ("metrics_task_normals/within_30", True),
     )
+    delta_primary = ("metrics_task_normals/mean_angle", False)
     higher_is_better = False
     onnx_output = "normals"
     target_dtype = "float32"

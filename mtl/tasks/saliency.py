@@ -64,6 +64,7 @@ class Saliency(Task):
     higher_is_better = True
     # MTL-PyTorch's multi-task performance uses the saliency mIoU alone; later tables (MTI-Net onwards) print maxF.
     delta_metrics = (("metrics_summary/saliency", True), ("metrics_task_saliency/miou", True))
+    delta_primary = ("metrics_task_saliency/miou", True)
     onnx_output = "saliency_probability"
     target_dtype = "uint8"
 

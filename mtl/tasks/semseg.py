@@ -52,6 +52,7 @@ class SemanticSegmentation(Task):
     summary_name = "miou"
     summary_label = "mIoU"
     delta_metrics = (("metrics_summary/semseg", True), ("metrics_task_semseg/pixel_accuracy", True))
+    delta_primary = ("metrics_summary/semseg", True)  # mIoU
     higher_is_better = True
     onnx_output = "semseg_logits"
     target_dtype = "int64"
