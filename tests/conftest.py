@@ -10,6 +10,7 @@ tests/test_hardware.py checks what is detected without the override.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 from mtl.data.formats import write_depth, write_rgb, write_semseg
+from mtl.datasets import DatasetLayout
 
 os.environ.setdefault("MTL_HARDWARE", "avx2")
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -130,3 +132,21 @@ def write_run(folder: Path, config: dict, epochs: list[dict[str, float]], event_
             for step, wall_time in enumerate(event_times):
                 writer.write(Event(wall_time=wall_time, step=step).SerializeToString())
     return folder
+
+
+class NpzSamplesLayout(DatasetLayout):
+    """A layout for tests that define their own tasks: ``<root>/<split>/<i>.npz`` holding ``rgb`` and one array per
+    stored task, under the task's name. Subclasses set ``info`` (and ``codecs``) and register themselves."""
+
+    def splits(self) -> tuple[str, ...]:
+        return tuple(s for s in ("train", "val") if (self.root / s).is_dir())
+
+    def split_size(self, split: str) -> int:
+        return len(list((self.root / split).glob("*.npz")))
+
+    def stored_tasks_in(self, split: str) -> tuple[str, ...]:
+        return self.info.stored_tasks
+
+    def read(self, split: str, index: int, tasks: Sequence[str]) -> dict[str, np.ndarray]:
+        with np.load(self.root / split / f"{index}.npz") as sample:
+            return {"rgb": sample["rgb"], **{task: sample[task] for task in tasks}}

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import FAST_TRAIN_FLAGS
+from conftest import FAST_TRAIN_FLAGS, NpzSamplesLayout
 from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
@@ -177,24 +176,11 @@ def test_the_prediction_codec_writes_an_8_bit_grey_png_and_reads_it_back(tmp_pat
 
 
 # ------------------------------------------------------------------------- training with a layout defined here
-class ToyEdgesLayout(DatasetLayout):
+class ToyEdgesLayout(NpzSamplesLayout):
     """<root>/<split>/<i>.npz holding rgb, semseg labels and edges (1 where a 4-neighbour has another class)."""
 
     info = INFO
     codecs = {"semseg": Codec(".npy", np.load, np.save)}
-
-    def splits(self) -> tuple[str, ...]:
-        return tuple(s for s in ("train", "val") if (self.root / s).is_dir())
-
-    def split_size(self, split: str) -> int:
-        return len(list((self.root / split).glob("*.npz")))
-
-    def stored_tasks_in(self, split: str) -> tuple[str, ...]:
-        return self.info.stored_tasks
-
-    def read(self, split: str, index: int, tasks: Sequence[str]) -> dict[str, np.ndarray]:
-        with np.load(self.root / split / f"{index}.npz") as sample:
-            return {"rgb": sample["rgb"], **{task: sample[task] for task in tasks}}
 
 
 def write_toy_dataset(root: Path) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from conftest import FAST_TRAIN_FLAGS
+from conftest import FAST_TRAIN_FLAGS, NpzSamplesLayout
 from PIL import Image
 
 from mtl.cli.main import main
@@ -287,23 +287,10 @@ def test_codecs_name_a_bad_file_in_one_line(tmp_path: Path) -> None:
 
 
 # --- train, validate, predict -------------------------------------------------------------------------------------
-class ToyPascalLayout(DatasetLayout):
+class ToyPascalLayout(NpzSamplesLayout):
     """<root>/<split>/<i>.npz holding rgb, saliency and human_parts; predictions through the tasks' own codecs."""
 
     info = INFO
-
-    def splits(self) -> tuple[str, ...]:
-        return tuple(s for s in ("train", "val") if (self.root / s).is_dir())
-
-    def split_size(self, split: str) -> int:
-        return len(list((self.root / split).glob("*.npz")))
-
-    def stored_tasks_in(self, split: str) -> tuple[str, ...]:
-        return self.info.stored_tasks
-
-    def read(self, split: str, index: int, tasks: Sequence[str]) -> dict[str, np.ndarray]:
-        with np.load(self.root / split / f"{index}.npz") as sample:
-            return {"rgb": sample["rgb"], **{task: sample[task] for task in tasks}}
 
 
 def write_toy_pascal(root: Path) -> Path:
